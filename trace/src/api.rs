@@ -1,0 +1,143 @@
+//! The table of recorded driver functions. Ids are part of the file format: never renumber, only
+//! append. The shim, the fake driver's tests and the analyzer all key off this one table.
+
+/// What a recorded call does to memory; the analyzer dispatches on this, not on names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ApiKind {
+    /// Device allocation returning a pointer (`ptr` out, `size`).
+    Alloc,
+    /// Managed (unified) allocation.
+    AllocManaged,
+    /// Stream-ordered allocation from a pool (`ptr` out, `size`, `handle` = pool or 0 for the default).
+    AllocAsync,
+    /// Frees a device pointer (`ptr`).
+    Free,
+    /// Stream-ordered free (`ptr`, `stream`).
+    FreeAsync,
+    /// VMM: reserve virtual address space (`ptr` out, `size`).
+    AddressReserve,
+    /// VMM: give address space back (`ptr`, `size`).
+    AddressFree,
+    /// VMM: create a physical allocation (`handle` out, `size`).
+    Create,
+    /// VMM: release a physical handle (`handle`).
+    Release,
+    /// VMM: map `handle` at `ptr` (`size`, `offset`).
+    Map,
+    /// VMM: unmap the range (`ptr`, `size`).
+    Unmap,
+    /// VMM: set access on a range (`ptr`, `size`).
+    SetAccess,
+    /// Pinned host allocation (`ptr` out, `size`).
+    HostAlloc,
+    /// Registers existing host memory as pinned (`ptr`, `size`).
+    HostRegister,
+    /// Frees / unregisters pinned host memory (`ptr`).
+    HostFree,
+    /// `cuMemGetInfo`: `free`, `total` out.
+    GetInfo,
+    /// Pool trim (`handle` = pool, `size` = min bytes to keep).
+    PoolTrim,
+    /// Context created (`handle` = context, `device`).
+    CtxCreate,
+    /// Context destroyed (`handle` = context).
+    CtxDestroy,
+    /// Primary context released or reset (`device`).
+    CtxRelease,
+}
+
+macro_rules! apis {
+    ($( $id:literal => $variant:ident, $name:literal, $kind:ident; )*) => {
+        /// A recorded driver function, by its exact exported name.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[repr(u16)]
+        pub enum Api { $( $variant = $id, )* }
+
+        impl Api {
+            /// Every recorded function, in id order.
+            pub const ALL: &'static [Api] = &[ $( Api::$variant, )* ];
+
+            /// The exact driver symbol, e.g. `"cuMemAlloc_v2"`.
+            pub const fn name(self) -> &'static str {
+                match self { $( Api::$variant => $name, )* }
+            }
+
+            pub const fn kind(self) -> ApiKind {
+                match self { $( Api::$variant => ApiKind::$kind, )* }
+            }
+
+            pub const fn from_id(id: u16) -> Option<Api> {
+                match id { $( $id => Some(Api::$variant), )* _ => None }
+            }
+
+            pub fn from_name(name: &str) -> Option<Api> {
+                match name { $( $name => Some(Api::$variant), )* _ => None }
+            }
+        }
+    };
+}
+
+apis! {
+    1  => MemAlloc,                  "cuMemAlloc_v2",                Alloc;
+    2  => MemAllocPitch,             "cuMemAllocPitch_v2",           Alloc;
+    3  => MemAllocManaged,           "cuMemAllocManaged",            AllocManaged;
+    4  => MemFree,                   "cuMemFree_v2",                 Free;
+    5  => MemAllocAsync,             "cuMemAllocAsync",              AllocAsync;
+    6  => MemAllocAsyncPtsz,         "cuMemAllocAsync_ptsz",         AllocAsync;
+    7  => MemAllocFromPoolAsync,     "cuMemAllocFromPoolAsync",      AllocAsync;
+    8  => MemAllocFromPoolAsyncPtsz, "cuMemAllocFromPoolAsync_ptsz", AllocAsync;
+    9  => MemFreeAsync,              "cuMemFreeAsync",               FreeAsync;
+    10 => MemFreeAsyncPtsz,          "cuMemFreeAsync_ptsz",          FreeAsync;
+    11 => MemAddressReserve,         "cuMemAddressReserve",          AddressReserve;
+    12 => MemAddressFree,            "cuMemAddressFree",             AddressFree;
+    13 => MemCreate,                 "cuMemCreate",                  Create;
+    14 => MemRelease,                "cuMemRelease",                 Release;
+    15 => MemMap,                    "cuMemMap",                     Map;
+    16 => MemUnmap,                  "cuMemUnmap",                   Unmap;
+    17 => MemSetAccess,              "cuMemSetAccess",               SetAccess;
+    18 => MemHostAlloc,              "cuMemHostAlloc",               HostAlloc;
+    19 => MemAllocHost,              "cuMemAllocHost_v2",            HostAlloc;
+    20 => MemFreeHost,               "cuMemFreeHost",                HostFree;
+    21 => MemHostRegister,           "cuMemHostRegister_v2",         HostRegister;
+    22 => MemHostUnregister,         "cuMemHostUnregister",          HostFree;
+    23 => MemGetInfo,                "cuMemGetInfo_v2",              GetInfo;
+    24 => MemPoolTrimTo,             "cuMemPoolTrimTo",              PoolTrim;
+    25 => CtxCreate,                 "cuCtxCreate_v2",               CtxCreate;
+    26 => CtxCreateV3,               "cuCtxCreate_v3",               CtxCreate;
+    27 => CtxCreateV4,               "cuCtxCreate_v4",               CtxCreate;
+    28 => CtxDestroy,                "cuCtxDestroy_v2",              CtxDestroy;
+    29 => DevicePrimaryCtxRetain,    "cuDevicePrimaryCtxRetain",     CtxCreate;
+    30 => DevicePrimaryCtxRelease,   "cuDevicePrimaryCtxRelease_v2", CtxRelease;
+    31 => DevicePrimaryCtxReset,     "cuDevicePrimaryCtxReset_v2",   CtxRelease;
+}
+
+impl Api {
+    /// True for calls that return a fresh pointer or handle on success.
+    pub fn allocates(self) -> bool {
+        matches!(
+            self.kind(),
+            ApiKind::Alloc
+                | ApiKind::AllocManaged
+                | ApiKind::AllocAsync
+                | ApiKind::Create
+                | ApiKind::HostAlloc
+                | ApiKind::HostRegister
+                | ApiKind::AddressReserve
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_and_names_round_trip() {
+        for &api in Api::ALL {
+            assert_eq!(Api::from_id(api as u16), Some(api));
+            assert_eq!(Api::from_name(api.name()), Some(api));
+        }
+        assert_eq!(Api::from_id(0), None);
+        assert_eq!(Api::from_name("cuMemAlloc"), None, "v1 entry points are not recorded");
+    }
+}

@@ -1,0 +1,35 @@
+//! The vramtrace trace format (`.vtr`), shared by the shim (writer) and the analyzer (reader).
+//!
+//! A file is a 16-byte header followed by self-delimiting, 8-byte-aligned records (process info,
+//! modules, deduplicated stacks, events, markers, end). The layout is fixed `#[repr(C)]` structs
+//! (zerocopy) rather than a serialization framework: the shim writes a record with one copy and no
+//! allocation, and the bytes on disk are exactly what `docs/trace-format.md` describes.
+
+pub mod api;
+pub mod reader;
+pub mod record;
+pub mod writer;
+
+pub use api::{Api, ApiKind};
+pub use reader::{Info, Marker, Module, Reader, Record, Tail, TraceError};
+pub use record::{EndRec, EventRec};
+pub use writer::TraceWriter;
+
+/// Reads a whole trace file into records, tolerating a crash-cut tail. Returns the records, how
+/// the stream ended, and the first corruption error if one stopped the read early.
+pub fn read_file(path: &std::path::Path) -> Result<(Vec<Record>, Tail, Option<TraceError>), TraceError> {
+    let data = std::fs::read(path).map_err(|source| TraceError::Io { path: path.display().to_string(), source })?;
+    let mut r = Reader::new(&data)?;
+    let mut out = Vec::new();
+    let mut err = None;
+    for rec in r.by_ref() {
+        match rec {
+            Ok(rec) => out.push(rec),
+            Err(e) => {
+                err = Some(e);
+                break;
+            }
+        }
+    }
+    Ok((out, r.tail(), err))
+}

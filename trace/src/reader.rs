@@ -1,0 +1,254 @@
+//! Reading `.vtr` files: validates the header, walks records, stops cleanly at a crash-cut tail.
+
+use crate::record::*;
+use zerocopy::FromBytes;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("not a vramtrace trace (bad magic)")]
+    BadMagic,
+    #[error("trace format version {major}.{minor} is newer than this vramtrace supports ({VERSION_MAJOR}.x); upgrade vramtrace")]
+    UnsupportedVersion { major: u16, minor: u16 },
+    #[error("file too short to be a trace ({0} bytes)")]
+    TooShort(usize),
+    #[error("corrupt record at byte offset {offset}: {reason}")]
+    Corrupt { offset: usize, reason: &'static str },
+}
+
+/// How the record stream ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tail {
+    /// Not at the end yet.
+    Open,
+    /// Ended exactly at the end of the file, or at the zero-filled space the writer reserved ahead.
+    Clean,
+    /// The last record was cut short (the writer died mid-record); everything before it was read.
+    Truncated { offset: usize },
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Info {
+    pub pid: u32,
+    pub ppid: u32,
+    pub mono_ns: u64,
+    pub realtime_ns: u64,
+    pub stack_depth: u32,
+    pub exe: String,
+    pub cmdline: Vec<String>,
+    pub version: String,
+    pub hostname: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Module {
+    pub id: u32,
+    pub base: u64,
+    pub start: u64,
+    pub end: u64,
+    pub build_id: Vec<u8>,
+    pub path: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Marker {
+    pub t_ns: u64,
+    pub value: i64,
+    pub tid: u32,
+    pub stack_id: u32,
+    pub label: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Record {
+    Info(Info),
+    Module(Module),
+    Stack { id: u32, frames: Vec<u64> },
+    Event(EventRec),
+    Marker(Marker),
+    End(EndRec),
+}
+
+/// Iterates over the records of one trace held in memory (typically a memory map).
+pub struct Reader<'a> {
+    data: &'a [u8],
+    pos: usize,
+    tail: Tail,
+}
+
+struct Cursor<'a> {
+    b: &'a [u8],
+    offset: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn fixed<T: FromBytes>(&mut self) -> Result<T, TraceError> {
+        let (v, rest) = T::read_from_prefix(self.b)
+            .map_err(|_| TraceError::Corrupt { offset: self.offset, reason: "record shorter than its fixed part" })?;
+        self.b = rest;
+        Ok(v)
+    }
+    fn string(&mut self) -> Result<String, TraceError> {
+        let corrupt = TraceError::Corrupt { offset: self.offset, reason: "string runs past its record" };
+        if self.b.len() < 4 {
+            return Err(corrupt);
+        }
+        let n = u32::from_le_bytes(self.b[..4].try_into().unwrap()) as usize;
+        let s = self.b.get(4..4 + n).ok_or(corrupt)?;
+        self.b = &self.b[4 + n..];
+        Ok(String::from_utf8_lossy(s).into_owned())
+    }
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(data: &'a [u8]) -> Result<Self, TraceError> {
+        if data.len() < FILE_HEADER_LEN {
+            return Err(if data.len() >= 8 && data[..8] != MAGIC {
+                TraceError::BadMagic
+            } else {
+                TraceError::TooShort(data.len())
+            });
+        }
+        if data[..8] != MAGIC {
+            return Err(TraceError::BadMagic);
+        }
+        let major = u16::from_le_bytes([data[8], data[9]]);
+        let minor = u16::from_le_bytes([data[10], data[11]]);
+        if major != VERSION_MAJOR {
+            return Err(TraceError::UnsupportedVersion { major, minor });
+        }
+        Ok(Reader { data, pos: FILE_HEADER_LEN, tail: Tail::Open })
+    }
+
+    /// How the stream ended; meaningful once the iterator returned `None`.
+    pub fn tail(&self) -> Tail {
+        self.tail
+    }
+
+    /// Byte offset of the next record.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    fn decode(&self, kind: RecordKind, offset: usize, body: &'a [u8]) -> Result<Option<Record>, TraceError> {
+        let mut c = Cursor { b: body, offset };
+        Ok(Some(match kind {
+            RecordKind::Info => {
+                let f: InfoRec = c.fixed()?;
+                let exe = c.string()?;
+                let cmd = c.string()?;
+                let version = c.string()?;
+                let hostname = c.string()?;
+                Record::Info(Info {
+                    pid: f.pid,
+                    ppid: f.ppid,
+                    mono_ns: f.mono_ns,
+                    realtime_ns: f.realtime_ns,
+                    stack_depth: f.stack_depth,
+                    exe,
+                    cmdline: if cmd.is_empty() { vec![] } else { cmd.split('\0').map(str::to_owned).collect() },
+                    version,
+                    hostname,
+                })
+            }
+            RecordKind::Module => {
+                let f: ModuleRec = c.fixed()?;
+                let n = (f.build_id_len as usize).min(f.build_id.len());
+                Record::Module(Module {
+                    id: f.id,
+                    base: f.base,
+                    start: f.start,
+                    end: f.end,
+                    build_id: f.build_id[..n].to_vec(),
+                    path: c.string()?,
+                })
+            }
+            RecordKind::Stack => {
+                let f: StackRec = c.fixed()?;
+                let bytes = c.b.get(..f.depth as usize * 8).ok_or(TraceError::Corrupt {
+                    offset,
+                    reason: "stack depth runs past its record",
+                })?;
+                let frames = bytes.chunks_exact(8).map(|w| u64::from_le_bytes(w.try_into().unwrap())).collect();
+                Record::Stack { id: f.id, frames }
+            }
+            RecordKind::Event => {
+                let e: EventRec = c.fixed()?;
+                if crate::Api::from_id(e.api).is_none() {
+                    return Err(TraceError::Corrupt { offset, reason: "unknown driver function id" });
+                }
+                Record::Event(e)
+            }
+            RecordKind::Marker => {
+                let f: MarkerRec = c.fixed()?;
+                Record::Marker(Marker {
+                    t_ns: f.t_ns,
+                    value: f.value,
+                    tid: f.tid,
+                    stack_id: f.stack_id,
+                    label: c.string()?,
+                })
+            }
+            RecordKind::End => Record::End(c.fixed()?),
+            RecordKind::Pad => return Ok(None),
+        }))
+    }
+}
+
+impl<'a> Iterator for Reader<'a> {
+    type Item = Result<Record, TraceError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.tail != Tail::Open {
+                return None;
+            }
+            let rest = &self.data[self.pos..];
+            if rest.is_empty() {
+                self.tail = Tail::Clean;
+                return None;
+            }
+            if rest.len() < 8 {
+                // A header cut by the end of the file.
+                self.tail = if rest.iter().all(|&b| b == 0) { Tail::Clean } else { Tail::Truncated { offset: self.pos } };
+                return None;
+            }
+            let word = u64::from_le_bytes(rest[..8].try_into().unwrap());
+            if word == 0 {
+                // Space the writer reserved but never filled: the end of the data.
+                self.tail = Tail::Clean;
+                return None;
+            }
+            let offset = self.pos;
+            let fail = |reason| {
+                Some(Err(TraceError::Corrupt { offset, reason }))
+            };
+            let Some(h) = RecordHeader::from_u64(word) else {
+                self.tail = Tail::Truncated { offset };
+                return fail("bad record header");
+            };
+            let len = h.len as usize;
+            if len < 8 || len % 8 != 0 || len > MAX_RECORD_LEN {
+                self.tail = Tail::Truncated { offset };
+                return fail("impossible record length");
+            }
+            if len > rest.len() {
+                self.tail = Tail::Truncated { offset };
+                return None;
+            }
+            self.pos += len;
+            let Some(kind) = RecordKind::from_u16(h.kind) else {
+                continue; // a newer minor version's record: skip it
+            };
+            match self.decode(kind, offset, &rest[8..len]) {
+                Ok(Some(r)) => return Some(Ok(r)),
+                Ok(None) => continue,
+                Err(e) => {
+                    self.tail = Tail::Truncated { offset };
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! Fixed-layout records. Every record is `RecordHeader` (8 bytes) + a payload, padded to 8 bytes.
+//! Layouts are `#[repr(C)]` little-endian structs read and written with zerocopy, so a record is
+//! one `memcpy` in the shim's hot path and needs no parsing code that can drift from the writer.
+//! See `docs/trace-format.md` for the normative description.
+
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+/// First 8 bytes of every trace file.
+pub const MAGIC: [u8; 8] = *b"VRAMTRC\0";
+/// Major format version: a reader refuses a newer major. Minor additions (new record kinds,
+/// fields appended to a record's tail) keep the major and are skipped by older readers.
+pub const VERSION_MAJOR: u16 = 1;
+pub const VERSION_MINOR: u16 = 0;
+/// Size of the file header: magic + major + minor + 4 reserved bytes.
+pub const FILE_HEADER_LEN: usize = 16;
+/// Largest record a reader accepts; a bigger length is corruption, not data.
+pub const MAX_RECORD_LEN: usize = 1 << 20;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u16)]
+pub enum RecordKind {
+    Info = 1,
+    Module = 2,
+    Stack = 3,
+    Event = 4,
+    Marker = 5,
+    End = 6,
+    /// Filler to the end of a pre-allocated file chunk; carries nothing.
+    Pad = 7,
+}
+
+impl RecordKind {
+    pub fn from_u16(v: u16) -> Option<Self> {
+        Some(match v {
+            1 => Self::Info,
+            2 => Self::Module,
+            3 => Self::Stack,
+            4 => Self::Event,
+            5 => Self::Marker,
+            6 => Self::End,
+            7 => Self::Pad,
+            _ => return None,
+        })
+    }
+}
+
+/// The 8-byte record header, stored as one little-endian u64 so a writer can publish a record
+/// with a single atomic store after its payload is in place: a reader then never sees a torn
+/// record, only zeros (end of data) or a complete one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordHeader {
+    /// Total record length in bytes, header and padding included; a multiple of 8, at least 8.
+    pub len: u32,
+    pub kind: u16,
+}
+
+impl RecordHeader {
+    fn check(len: u32, kind: u16) -> u16 {
+        (len as u16) ^ ((len >> 16) as u16) ^ kind ^ 0x5A5A
+    }
+    pub fn to_u64(self) -> u64 {
+        self.len as u64 | (self.kind as u64) << 32 | (Self::check(self.len, self.kind) as u64) << 48
+    }
+    /// Decodes a header word; `None` if the check bits do not match (corruption).
+    pub fn from_u64(w: u64) -> Option<Self> {
+        let len = w as u32;
+        let kind = (w >> 32) as u16;
+        let check = (w >> 48) as u16;
+        (check == Self::check(len, kind)).then_some(RecordHeader { len, kind })
+    }
+}
+
+/// Process description; the first record of every file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct InfoRec {
+    pub pid: u32,
+    pub ppid: u32,
+    /// CLOCK_MONOTONIC (ns) when the file was created; event times use the same clock.
+    pub mono_ns: u64,
+    /// CLOCK_REALTIME (ns since the epoch) taken at the same moment, to show wall-clock times.
+    pub realtime_ns: u64,
+    /// Configured stack depth (0 = stacks off).
+    pub stack_depth: u32,
+    pub _reserved: u32,
+    // followed by strings: executable, command line (arguments joined by NUL), vramtrace version,
+    // host name
+}
+
+/// A loaded module (shared object or the executable), for offline symbolization.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct ModuleRec {
+    pub id: u32,
+    pub build_id_len: u32,
+    /// Load bias: runtime address = `base` + address in the ELF file.
+    pub base: u64,
+    /// Lowest and highest runtime address covered by the module's loadable segments.
+    pub start: u64,
+    pub end: u64,
+    pub build_id: [u8; 32],
+    // followed by one string: the path
+}
+
+/// A deduplicated call stack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct StackRec {
+    /// Stack id, > 0; events refer to it. Ids are per file.
+    pub id: u32,
+    pub depth: u32,
+    // followed by `depth` u64 return addresses, innermost first
+}
+
+/// One intercepted driver call. Field meaning per function: `docs/trace-format.md`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct EventRec {
+    pub t_ns: u64,
+    /// Bytes requested / mapped / reserved.
+    pub size: u64,
+    /// Device or host pointer, or virtual address.
+    pub ptr: u64,
+    /// VMM handle, pool, or context.
+    pub handle: u64,
+    /// VMM map offset, reserve alignment, or pitch.
+    pub offset: u64,
+    pub flags: u64,
+    pub stream: u64,
+    /// Driver-reported free / total bytes, when known (0 when not).
+    pub free: u64,
+    pub total: u64,
+    pub tid: u32,
+    /// 0 = no stack captured.
+    pub stack_id: u32,
+    /// Device ordinal, -1 = host or unknown.
+    pub device: i32,
+    /// CUresult as returned to the program.
+    pub result: u32,
+    /// `Api` id.
+    pub api: u16,
+    pub _pad: [u16; 3],
+}
+
+/// A user marker (`vramtrace_mark(label, value)`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct MarkerRec {
+    pub t_ns: u64,
+    pub value: i64,
+    pub tid: u32,
+    pub stack_id: u32,
+    // followed by one string: the label
+}
+
+/// Written when the process exits normally. Its absence means the process crashed or was killed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct EndRec {
+    pub t_ns: u64,
+    pub _reserved: u64,
+}
+
+pub const fn pad8(n: usize) -> usize {
+    (n + 7) & !7
+}
+
+/// Encodes one record into `out[8..]` and returns its header word and total length; the caller
+/// stores the header word into `out[..8]` (atomically, when publishing into a shared mapping).
+/// `strings` are appended as u32 length + bytes; `raw` is appended verbatim before them.
+/// Returns `None` if `out` is too small.
+pub fn encode<T: IntoBytes + Immutable>(
+    kind: RecordKind,
+    fixed: &T,
+    raw: &[u8],
+    strings: &[&[u8]],
+    out: &mut [u8],
+) -> Option<(u64, usize)> {
+    let mut n = 8;
+    let mut put = |b: &[u8], n: &mut usize| -> Option<()> {
+        out.get_mut(*n..*n + b.len())?.copy_from_slice(b);
+        *n += b.len();
+        Some(())
+    };
+    put(fixed.as_bytes(), &mut n)?;
+    put(raw, &mut n)?;
+    for s in strings {
+        put(&(s.len() as u32).to_le_bytes(), &mut n)?;
+        put(s, &mut n)?;
+    }
+    let total = pad8(n);
+    if total > MAX_RECORD_LEN {
+        return None;
+    }
+    out.get_mut(n..total)?.fill(0);
+    let header = RecordHeader { len: total as u32, kind: kind as u16 };
+    Some((header.to_u64(), total))
+}
+
+/// Encodes a record with its header in place, for writers that publish with a plain write.
+pub fn encode_full<T: IntoBytes + Immutable>(
+    kind: RecordKind,
+    fixed: &T,
+    raw: &[u8],
+    strings: &[&[u8]],
+    out: &mut [u8],
+) -> Option<usize> {
+    let (h, len) = encode(kind, fixed, raw, strings, out)?;
+    out[..8].copy_from_slice(&h.to_le_bytes());
+    Some(len)
+}
+
+/// The 16-byte file header.
+pub fn file_header() -> [u8; FILE_HEADER_LEN] {
+    let mut h = [0u8; FILE_HEADER_LEN];
+    h[..8].copy_from_slice(&MAGIC);
+    h[8..10].copy_from_slice(&VERSION_MAJOR.to_le_bytes());
+    h[10..12].copy_from_slice(&VERSION_MINOR.to_le_bytes());
+    h
+}
