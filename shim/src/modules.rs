@@ -1,0 +1,98 @@
+//! Loaded objects, read from the dynamic loader (`dl_iterate_phdr`): which object holds an
+//! address, and the module records (path, load bias, extent, GNU build-id) that let the analyzer
+//! symbolize stacks offline, on another machine, later.
+
+use std::ffi::{c_int, c_void, CStr, CString};
+
+pub struct Object {
+    pub base: usize,
+    pub start: usize,
+    pub end: usize,
+    pub name: CString,
+    pub is_main: bool,
+    pub build_id: [u8; 32],
+    pub build_id_len: usize,
+}
+
+/// Calls `f` for every loaded object. The first object is the main program.
+pub fn for_each(mut f: impl FnMut(Object) -> bool) {
+    struct Ctx<'a> {
+        f: &'a mut dyn FnMut(Object) -> bool,
+        index: usize,
+    }
+    unsafe extern "C" fn cb(info: *mut libc::dl_phdr_info, _size: usize, data: *mut c_void) -> c_int {
+        let ctx = unsafe { &mut *(data as *mut Ctx) };
+        let info = unsafe { &*info };
+        let phdrs = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize) };
+        let base = info.dlpi_addr as usize;
+        let (mut start, mut end) = (usize::MAX, 0);
+        let mut build_id = [0u8; 32];
+        let mut build_id_len = 0;
+        for ph in phdrs {
+            match ph.p_type {
+                libc::PT_LOAD => {
+                    start = start.min(base + ph.p_vaddr as usize);
+                    end = end.max(base + (ph.p_vaddr + ph.p_memsz) as usize);
+                }
+                libc::PT_NOTE if build_id_len == 0 => {
+                    let notes = unsafe { std::slice::from_raw_parts((base + ph.p_vaddr as usize) as *const u8, ph.p_memsz as usize) };
+                    if let Some(id) = find_build_id(notes) {
+                        build_id_len = id.len().min(32);
+                        build_id[..build_id_len].copy_from_slice(&id[..build_id_len]);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let name = if info.dlpi_name.is_null() { c"" } else { unsafe { CStr::from_ptr(info.dlpi_name) } };
+        let is_main = ctx.index == 0;
+        ctx.index += 1;
+        if start == usize::MAX {
+            return 0;
+        }
+        let obj = Object { base, start, end, name: name.to_owned(), is_main, build_id, build_id_len };
+        if (ctx.f)(obj) { 1 } else { 0 }
+    }
+    let mut ctx = Ctx { f: &mut f, index: 0 };
+    unsafe { libc::dl_iterate_phdr(Some(cb), (&raw mut ctx).cast()) };
+}
+
+/// Returns true from `for_each`'s callback to stop early.
+pub fn object_containing(addr: usize) -> Option<Object> {
+    let mut found = None;
+    for_each(|o| {
+        if (o.start..o.end).contains(&addr) {
+            found = Some(o);
+            true
+        } else {
+            false
+        }
+    });
+    found
+}
+
+/// Parses an ELF note segment for NT_GNU_BUILD_ID.
+fn find_build_id(mut notes: &[u8]) -> Option<&[u8]> {
+    const NT_GNU_BUILD_ID: u32 = 3;
+    let word = |b: &[u8], i: usize| -> Option<u32> { Some(u32::from_ne_bytes(b.get(i..i + 4)?.try_into().ok()?)) };
+    while notes.len() >= 12 {
+        let namesz = word(notes, 0)? as usize;
+        let descsz = word(notes, 4)? as usize;
+        let ty = word(notes, 8)?;
+        let name_end = 12 + ((namesz + 3) & !3);
+        let desc_end = name_end + ((descsz + 3) & !3);
+        if desc_end > notes.len() {
+            return None;
+        }
+        if ty == NT_GNU_BUILD_ID && notes.get(12..12 + namesz) == Some(b"GNU\0") {
+            return notes.get(name_end..name_end + descsz);
+        }
+        notes = &notes[desc_end..];
+    }
+    None
+}
+
+/// The executable's real path (the loader reports it as "").
+pub fn exe_path() -> String {
+    std::fs::read_link("/proc/self/exe").map(|p| p.to_string_lossy().into_owned()).unwrap_or_default()
+}
