@@ -111,7 +111,41 @@ apis! {
     31 => DevicePrimaryCtxReset,     "cuDevicePrimaryCtxReset_v2",   CtxRelease;
 }
 
+/// Which `EventRec` fields carry an argument for a given function (the rest are zero).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fields {
+    pub size: bool,
+    pub ptr: bool,
+    pub handle: bool,
+    pub offset: bool,
+    pub flags: bool,
+    pub stream: bool,
+}
+
 impl Api {
+    pub fn fields(self) -> Fields {
+        let f = |size, ptr, handle, offset, flags, stream| Fields { size, ptr, handle, offset, flags, stream };
+        match self.kind() {
+            ApiKind::Alloc => f(true, true, false, matches!(self, Api::MemAllocPitch), matches!(self, Api::MemAllocPitch), false),
+            ApiKind::AllocManaged => f(true, true, false, false, true, false),
+            ApiKind::AllocAsync => f(true, true, matches!(self, Api::MemAllocFromPoolAsync | Api::MemAllocFromPoolAsyncPtsz), false, false, true),
+            ApiKind::Free | ApiKind::HostFree => f(false, true, false, false, false, false),
+            ApiKind::FreeAsync => f(false, true, false, false, false, true),
+            ApiKind::AddressReserve => f(true, true, true, true, true, false),
+            ApiKind::AddressFree | ApiKind::Unmap => f(true, true, false, false, false, false),
+            ApiKind::Create => f(true, false, true, false, true, false),
+            ApiKind::Release => f(false, false, true, false, false, false),
+            ApiKind::Map => f(true, true, true, true, true, false),
+            ApiKind::SetAccess => f(true, true, true, false, true, false),
+            ApiKind::HostAlloc | ApiKind::HostRegister => f(true, true, false, false, !matches!(self, Api::MemAllocHost), false),
+            ApiKind::GetInfo => f(false, false, false, false, false, false),
+            ApiKind::PoolTrim => f(true, false, true, false, false, false),
+            ApiKind::CtxCreate => f(false, false, true, false, !matches!(self, Api::DevicePrimaryCtxRetain), false),
+            ApiKind::CtxDestroy => f(false, false, true, false, false, false),
+            ApiKind::CtxRelease => f(false, false, false, false, false, false),
+        }
+    }
+
     /// True for calls that return a fresh pointer or handle on success.
     pub fn allocates(self) -> bool {
         matches!(
@@ -125,6 +159,26 @@ impl Api {
                 | ApiKind::AddressReserve
         )
     }
+}
+
+/// The name of a CUresult code the driver's memory calls return, if it is a common one.
+pub fn result_name(code: u32) -> Option<&'static str> {
+    Some(match code {
+        0 => "CUDA_SUCCESS",
+        1 => "CUDA_ERROR_INVALID_VALUE",
+        2 => "CUDA_ERROR_OUT_OF_MEMORY",
+        3 => "CUDA_ERROR_NOT_INITIALIZED",
+        4 => "CUDA_ERROR_DEINITIALIZED",
+        100 => "CUDA_ERROR_NO_DEVICE",
+        101 => "CUDA_ERROR_INVALID_DEVICE",
+        201 => "CUDA_ERROR_INVALID_CONTEXT",
+        400 => "CUDA_ERROR_INVALID_HANDLE",
+        500 => "CUDA_ERROR_NOT_FOUND",
+        700 => "CUDA_ERROR_ILLEGAL_ADDRESS",
+        801 => "CUDA_ERROR_NOT_SUPPORTED",
+        999 => "CUDA_ERROR_UNKNOWN",
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ pub mod reader;
 pub mod record;
 pub mod writer;
 
-pub use api::{Api, ApiKind};
+pub use api::{result_name, Api, ApiKind, Fields};
 pub use reader::{Info, Marker, Module, Reader, Record, Tail, TraceError};
 pub use record::{EndRec, EventRec};
 pub use writer::TraceWriter;
