@@ -1,0 +1,385 @@
+//! Loading traces: files and directories, memory-mapped, scanned in parallel.
+//!
+//! The scan keeps what is small (process info, modules, stacks, markers, counts, time range)
+//! and *not* the events: those stay in the mapping and are streamed again by `analyze`, so
+//! memory does not grow with the number of events (DESIGN.md §6, "stream"). Damage in a file is
+//! a warning; what came before it is kept.
+
+use crate::Error;
+use rayon::prelude::*;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use vramtrace_trace::{EventRec, Info, Marker, Module, Reader, Record, Tail};
+
+/// One scanned trace file (one traced process).
+pub struct TraceFile {
+    pub path: PathBuf,
+    pub info: Info,
+    pub modules: Vec<Module>,
+    /// Stack id → return addresses, innermost first.
+    pub stacks: HashMap<u32, Vec<u64>>,
+    pub markers: Vec<Marker>,
+    /// Time of the End record: present when the process exited normally.
+    pub end_ns: Option<u64>,
+    /// The file was cut short or damaged (the events before the damage are used).
+    pub truncated: bool,
+    /// The corruption met, if any.
+    pub error: Option<String>,
+    pub events: u64,
+    /// Earliest and latest event or marker time (0 when none).
+    pub first_ns: u64,
+    pub last_ns: u64,
+    /// Events whose time is earlier than the previous event's in the same file.
+    pub out_of_order: u64,
+    pub bytes: u64,
+    data: memmap2::Mmap,
+}
+
+impl TraceFile {
+    /// The raw bytes (the memory map).
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// Streams the events of this file in file order, stopping where the scan stopped.
+    pub fn events(&self) -> EventIter<'_> {
+        EventIter::new(&self.data)
+    }
+}
+
+/// Iterator over the events of one mapped trace. Pages already read are handed back to the
+/// kernel every few tens of MiB, so resident memory stays small even for very large traces.
+pub struct EventIter<'a> {
+    reader: Option<Reader<'a>>,
+    data: &'a [u8],
+    released: usize,
+}
+
+const RELEASE_EVERY: usize = 64 << 20;
+
+impl<'a> EventIter<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        let reader = Reader::new(data).ok();
+        #[cfg(unix)]
+        advise(data, libc_advice::SEQUENTIAL, 0, data.len());
+        EventIter { reader, data, released: 0 }
+    }
+}
+
+impl Iterator for EventIter<'_> {
+    type Item = EventRec;
+
+    fn next(&mut self) -> Option<EventRec> {
+        let r = self.reader.as_mut()?;
+        loop {
+            match r.next() {
+                Some(Ok(Record::Event(e))) => {
+                    let pos = Reader::position(r);
+                    if pos - self.released >= RELEASE_EVERY {
+                        // Page-aligned start of the range already consumed.
+                        let end = pos & !0xfff;
+                        if end > self.released {
+                            advise(self.data, libc_advice::DONTNEED, self.released, end - self.released);
+                            self.released = end;
+                        }
+                    }
+                    return Some(e);
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => {
+                    self.reader = None;
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+mod libc_advice {
+    pub const SEQUENTIAL: i32 = 2;
+    pub const DONTNEED: i32 = 4;
+}
+
+extern "C" {
+    fn madvise(addr: *mut std::ffi::c_void, len: usize, advice: i32) -> i32;
+}
+
+/// Advisory only: for a read-only file mapping, DONTNEED drops the pages from this process
+/// (they are re-read from the page cache if touched again), so correctness never depends on it.
+fn advise(data: &[u8], advice: i32, start: usize, len: usize) {
+    if len == 0 || data.is_empty() {
+        return;
+    }
+    let base = data.as_ptr() as usize;
+    let s = (base + start) & !0xfff;
+    let e = base + start + len;
+    if s < base {
+        return; // the mapping itself is page aligned; never go below it
+    }
+    // SAFETY: the range lies inside our own read-only mapping.
+    unsafe {
+        madvise(s as *mut _, e - s, advice);
+    }
+}
+
+/// One line of a runner's captured output (`output-<pid>.jsonl`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct OutputLine {
+    pub t_ns: u64,
+    #[serde(default)]
+    pub stream: String,
+    pub line: String,
+    /// The pid from the file name, when it has one.
+    #[serde(skip)]
+    pub pid: Option<u32>,
+}
+
+/// A marker from a sidecar file (`markers-*.jsonl`), same clock as the events.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct ExtMarker {
+    pub t_ns: u64,
+    pub label: String,
+    #[serde(default)]
+    pub value: i64,
+}
+
+/// Everything `analyze` needs, read from disk.
+pub struct Loaded {
+    pub traces: Vec<TraceFile>,
+    /// Runner output lines, sorted by time.
+    pub output: Vec<OutputLine>,
+    /// Sidecar markers, sorted by time.
+    pub markers: Vec<ExtMarker>,
+    pub warnings: Vec<String>,
+    /// Symbolized frames for the addresses in the traces' stacks (filled by `load`, or by the
+    /// caller through `Symbols::resolve_with`).
+    pub symbols: crate::Symbols,
+}
+
+fn is_trace_name(name: &str) -> bool {
+    name.ends_with(".vtr")
+}
+
+fn pid_from_name(name: &str, prefix: &str, suffix: &str) -> Option<u32> {
+    name.strip_prefix(prefix)?.strip_suffix(suffix)?.parse().ok()
+}
+
+enum Side {
+    Output(PathBuf),
+    Markers(PathBuf),
+}
+
+fn side_kind(path: &Path) -> Option<Side> {
+    let name = path.file_name()?.to_str()?;
+    if name.starts_with("output-") && name.ends_with(".jsonl") {
+        Some(Side::Output(path.to_path_buf()))
+    } else if name.starts_with("markers-") && name.ends_with(".jsonl") {
+        Some(Side::Markers(path.to_path_buf()))
+    } else {
+        None
+    }
+}
+
+/// Reads traces without symbolizing (for tools that only need events).
+pub fn load_traces(paths: &[PathBuf]) -> Result<Loaded, Error> {
+    if paths.is_empty() {
+        return Err(Error::NoTrace("no trace path given".into()));
+    }
+    let mut warnings = Vec::new();
+    // (path, whether failure of this one file is fatal)
+    let mut traces: Vec<(PathBuf, bool)> = Vec::new();
+    let mut sides = Vec::new();
+    for p in paths {
+        let meta = std::fs::metadata(p).map_err(|e| Error::Io(format!("{}: {e}", p.display())))?;
+        if meta.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
+                .map_err(|e| Error::Io(format!("{}: {e}", p.display())))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .collect();
+            entries.sort();
+            let before = traces.len();
+            for e in entries {
+                let name = e.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                if is_trace_name(name) && e.is_file() {
+                    traces.push((e.clone(), false));
+                } else if let Some(s) = side_kind(&e) {
+                    sides.push(s);
+                }
+            }
+            if traces.len() == before {
+                return Err(Error::NoTrace(format!("{}: no *.vtr trace files in this directory", p.display())));
+            }
+        } else if let Some(s) = side_kind(p) {
+            sides.push(s);
+        } else {
+            traces.push((p.clone(), true));
+        }
+    }
+    if traces.is_empty() {
+        return Err(Error::NoTrace("only side files given, no *.vtr trace".into()));
+    }
+
+    let scanned: Vec<Result<TraceFile, String>> = traces.par_iter().map(|(p, _)| scan(p)).collect();
+    let mut files = Vec::new();
+    for ((p, fatal), r) in traces.iter().zip(scanned) {
+        match r {
+            Ok(t) => {
+                if let Some(e) = &t.error {
+                    warnings.push(format!("{}: {e}; using the {} events before it", p.display(), t.events));
+                } else if t.truncated {
+                    warnings.push(format!("{}: cut short (the process died mid-write?); using the {} events before it", p.display(), t.events));
+                }
+                files.push(t);
+            }
+            Err(msg) if *fatal => return Err(Error::NoTrace(msg)),
+            Err(msg) => warnings.push(format!("{msg}; skipped")),
+        }
+    }
+    if files.is_empty() {
+        return Err(Error::NoTrace(format!("no readable trace among {} file(s)", traces.len())));
+    }
+
+    let mut output = Vec::new();
+    let mut markers = Vec::new();
+    for s in sides {
+        match s {
+            Side::Output(p) => {
+                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                let pid = pid_from_name(name, "output-", ".jsonl");
+                read_jsonl::<OutputLine>(&p, &mut warnings, |mut l| {
+                    l.pid = pid;
+                    output.push(l)
+                });
+            }
+            Side::Markers(p) => read_jsonl::<ExtMarker>(&p, &mut warnings, |m| markers.push(m)),
+        }
+    }
+    output.sort_by_key(|l| l.t_ns);
+    markers.sort_by_key(|m| m.t_ns);
+    Ok(Loaded { traces: files, output, markers, warnings, symbols: crate::Symbols::default() })
+}
+
+fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path, warnings: &mut Vec<String>, mut f: impl FnMut(T)) {
+    let text = match std::fs::read(path) {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(e) => {
+            warnings.push(format!("{}: {e}", path.display()));
+            return;
+        }
+    };
+    let mut bad = 0usize;
+    let mut first_bad = 0usize;
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<T>(line) {
+            Ok(v) => f(v),
+            Err(_) => {
+                if bad == 0 {
+                    first_bad = i + 1;
+                }
+                bad += 1;
+            }
+        }
+    }
+    if bad > 0 {
+        warnings.push(format!("{}: {bad} unreadable line(s), first at line {first_bad}; skipped", path.display()));
+    }
+}
+
+fn scan(path: &Path) -> Result<TraceFile, String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if len == 0 {
+        return Err(format!("{}: empty file, not a trace", path.display()));
+    }
+    // SAFETY: read-only mapping; a trace still being written only grows, and the reader stops
+    // at the zero-filled tail.
+    let data = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut reader = Reader::new(&data).map_err(|e| format!("{}: {e}", path.display()))?;
+    advise(&data, libc_advice::SEQUENTIAL, 0, data.len());
+
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let mut info: Option<Info> = None;
+    let mut modules = Vec::new();
+    let mut stacks = HashMap::new();
+    let mut markers = Vec::new();
+    let mut end_ns = None;
+    let mut error = None;
+    let (mut events, mut first_ns, mut last_ns, mut prev, mut out_of_order) = (0u64, u64::MAX, 0u64, 0u64, 0u64);
+    let mut released = 0usize;
+    while let Some(rec) = reader.next() {
+        match rec {
+            Ok(Record::Event(e)) => {
+                events += 1;
+                if e.t_ns < prev {
+                    out_of_order += 1;
+                }
+                prev = e.t_ns;
+                first_ns = first_ns.min(e.t_ns);
+                last_ns = last_ns.max(e.t_ns);
+            }
+            Ok(Record::Info(i)) => {
+                if info.is_none() {
+                    info = Some(i);
+                }
+            }
+            Ok(Record::Module(m)) => modules.push(m),
+            Ok(Record::Stack { id, frames }) => {
+                stacks.insert(id, frames);
+            }
+            Ok(Record::Marker(m)) => {
+                first_ns = first_ns.min(m.t_ns);
+                last_ns = last_ns.max(m.t_ns);
+                markers.push(m);
+            }
+            Ok(Record::End(e)) => {
+                end_ns = Some(e.t_ns);
+                last_ns = last_ns.max(e.t_ns);
+            }
+            Err(e) => {
+                error = Some(e.to_string());
+                break;
+            }
+        }
+        let pos = reader.position();
+        if pos - released >= RELEASE_EVERY {
+            let end = pos & !0xfff;
+            advise(&data, libc_advice::DONTNEED, released, end - released);
+            released = end;
+        }
+    }
+    let truncated = matches!(reader.tail(), Tail::Truncated { .. }) || error.is_some();
+    let info = match info {
+        Some(i) => i,
+        None => {
+            if events == 0 && markers.is_empty() {
+                return Err(format!("{}: no process record and no events", path.display()));
+            }
+            Info { pid: pid_from_name(name, "vramtrace-", ".vtr").unwrap_or(0), ..Info::default() }
+        }
+    };
+    if first_ns == u64::MAX {
+        first_ns = info.mono_ns;
+        last_ns = last_ns.max(info.mono_ns);
+    }
+    markers.sort_by_key(|m| m.t_ns);
+    Ok(TraceFile {
+        path: path.to_path_buf(),
+        info,
+        modules,
+        stacks,
+        markers,
+        end_ns,
+        truncated,
+        error,
+        events,
+        first_ns,
+        last_ns,
+        out_of_order,
+        bytes: len,
+        data,
+    })
+}
