@@ -33,7 +33,8 @@ pub fn fit(xs: &[f64], ys: &[f64]) -> Option<Fit> {
     }
     // Relative tolerance: integer byte counts fitted exactly still leave rounding residue.
     let r2 = if ss_tot == 0.0 { if ss_res <= 1e-9 { 1.0 } else { 0.0 } } else { 1.0 - ss_res / ss_tot };
-    Some(Fit { intercept_bytes: a, slope_bytes_per_token: b, r2 })
+    // Absurd inputs (sums past f64 range) give no fit rather than NaN in the report.
+    (a.is_finite() && b.is_finite() && r2.is_finite()).then_some(Fit { intercept_bytes: a, slope_bytes_per_token: b, r2 })
 }
 
 /// Tokens at which `intercept + slope·tokens` reaches `capacity`; `None` when memory does not
@@ -43,7 +44,8 @@ pub fn predict_max_tokens(f: &Fit, capacity: u64) -> Option<u64> {
         return None;
     }
     let t = (capacity as f64 - f.intercept_bytes) / f.slope_bytes_per_token;
-    Some(if t <= 0.0 { 0 } else { t.floor().min(u64::MAX as f64) as u64 })
+    // The tiny bias keeps an exact answer (n.0 computed as n − 1e-12) from flooring to n − 1.
+    Some(if t <= 0.0 { 0 } else { (t + 1e-6).floor().min(u64::MAX as f64) as u64 })
 }
 
 #[cfg(test)]

@@ -50,6 +50,9 @@ const LOG_BEFORE_NS: u64 = 120_000_000_000;
 const LOG_AFTER_NS: u64 = 1_000_000_000;
 const VLLM_WINDOW_NS: u64 = 300_000_000_000;
 const GROWTH_LABELS: [&str; 3] = ["tokens", "n_tokens", "prompt_tokens"];
+/// Larger sizes (4 PiB) are corruption or garbage out-params, not memory: such events become
+/// anomalies. The cap also keeps every byte delta within i64.
+const MAX_PLAUSIBLE: u64 = 1 << 52;
 
 /// Multiplicative hasher for integer keys (pointers, handles, ids): the std SipHash costs more
 /// than the rest of the per-event work. The final fold spreads the product's high bits into the
@@ -934,6 +937,16 @@ impl<'a> Engine<'a> {
                 let kind = if self.loaded.traces[fi].end_ns.is_some() { LeakKind::Exit } else { LeakKind::Crash };
                 self.release_process(fi, None, kind);
                 self.procs[fi].ended = true;
+                if self.procs.iter().all(|p| p.ended) {
+                    // The runtime estimate is the traced processes' contexts, modules and
+                    // handles: once the last of them is gone, so is it.
+                    let gpus: Vec<i32> = self.scopes.iter().map(|s| s.dev).filter(|&d| d != HOST && d != ALL).collect();
+                    for d in gpus {
+                        let si = self.scope_ix[&d];
+                        let rt = self.scopes[si].cat[Category::Runtime.index()];
+                        self.change(usize::MAX, d, Category::Runtime, NONE, -(rt as i64));
+                    }
+                }
                 self.after_event();
             }
             Item::Marker(i) => {
@@ -1066,6 +1079,14 @@ impl<'a> Engine<'a> {
             return;
         }
         let kind = api.kind();
+        let sized = !matches!(
+            kind,
+            ApiKind::Free | ApiKind::FreeAsync | ApiKind::HostFree | ApiKind::Release | ApiKind::GetInfo | ApiKind::PoolTrim | ApiKind::CtxCreate | ApiKind::CtxDestroy | ApiKind::CtxRelease
+        );
+        if sized && e.size > MAX_PLAUSIBLE {
+            self.anomaly("implausible_size", pid, Some(e), e.t_ns, "size beyond any device; event ignored".into());
+            return;
+        }
         match kind {
             ApiKind::Alloc | ApiKind::AllocManaged | ApiKind::AllocAsync | ApiKind::HostAlloc | ApiKind::HostRegister => {
                 self.on_alloc(fi, api, kind, e)
@@ -1077,8 +1098,7 @@ impl<'a> Engine<'a> {
             ApiKind::Release => self.on_release(fi, e),
             ApiKind::Map => self.on_map(fi, e),
             ApiKind::Unmap => self.on_unmap(fi, e),
-            ApiKind::SetAccess => {}
-            ApiKind::GetInfo => self.on_reading(fi, e.device, e.free, e.total),
+            ApiKind::SetAccess | ApiKind::GetInfo => {}
             ApiKind::PoolTrim => self.on_trim(fi, e),
             ApiKind::CtxCreate => {
                 let p = &mut self.procs[fi];
@@ -1092,6 +1112,11 @@ impl<'a> Engine<'a> {
                 self.ctx_down(fi, dev, false);
             }
             ApiKind::CtxRelease => self.ctx_down(fi, e.device, api == Api::DevicePrimaryCtxReset),
+        }
+        // Driver readings: cuMemGetInfo's answer, and the baseline the shim takes when a
+        // context is created (docs/trace-format.md).
+        if e.total > 0 && !matches!(kind, ApiKind::HostAlloc | ApiKind::HostRegister | ApiKind::HostFree) {
+            self.on_reading(fi, e.device, e.free, e.total);
         }
     }
 
@@ -1495,7 +1520,7 @@ impl<'a> Engine<'a> {
             let (d, ro, rc) = {
                 let p = self.procs[fi].pools.get_mut(&k).unwrap();
                 p.trims += 1;
-                let reserved = p.used + p.retained;
+                let reserved = p.used.saturating_add(p.retained);
                 let new_reserved = p.used.max(reserved.min(keep));
                 let new_retained = new_reserved - p.used;
                 let d = p.retained - new_retained;
@@ -1511,7 +1536,7 @@ impl<'a> Engine<'a> {
 
     /// A driver reading (cuMemGetInfo, or free/total recorded with a failed call).
     fn on_reading(&mut self, fi: usize, dev: i32, free: u64, total: u64) {
-        if total == 0 {
+        if total == 0 || total > MAX_PLAUSIBLE || free > total {
             return;
         }
         let t = self.now;
@@ -1624,7 +1649,7 @@ impl<'a> Engine<'a> {
                     Verdict::PoolOrFragmentation,
                     format!("driver reported {} free >= {} requested: the free memory is not usable in one piece (fragmentation or allocation granularity)", gib(f), gib(need)),
                 ),
-                Some(f) if f + retained >= need => (
+                Some(f) if f.saturating_add(retained) >= need => (
                     Verdict::PoolOrFragmentation,
                     format!("{} free + {} freed but retained by stream-ordered pools >= {} requested: the pools held the memory (trim them or lower their release threshold)", gib(f), gib(retained), gib(need)),
                 ),
@@ -1739,9 +1764,10 @@ impl<'a> Engine<'a> {
 
     fn leak(&mut self, pid: u32, dev: i32, kind: LeakKind, origin: u32, bytes: u64) {
         let e = self.leaks.entry((pid, dev, kind, origin)).or_insert((0, 0));
-        e.0 += bytes;
+        e.0 = e.0.saturating_add(bytes);
         e.1 += 1;
-        self.intern.origins[origin as usize].leaked += bytes;
+        let o = &mut self.intern.origins[origin as usize];
+        o.leaked = o.leaked.saturating_add(bytes);
     }
 
     // -----------------------------------------------------------------------------------------
@@ -1875,8 +1901,8 @@ impl<'a> Engine<'a> {
                 bytes_at_peak: 0,
             });
             r.allocations += a.allocations;
-            r.bytes_allocated += a.bytes_allocated;
-            r.bytes_at_peak += a.bytes_at_peak;
+            r.bytes_allocated = r.bytes_allocated.saturating_add(a.bytes_allocated);
+            r.bytes_at_peak = r.bytes_at_peak.saturating_add(a.bytes_at_peak);
         }
         let mut rules: Vec<RuleUse> = rules.into_values().collect();
         rules.sort_by(|a, b| b.bytes_allocated.cmp(&a.bytes_allocated).then(a.rule.cmp(&b.rule)));
