@@ -53,6 +53,9 @@ const GROWTH_LABELS: [&str; 3] = ["tokens", "n_tokens", "prompt_tokens"];
 /// Larger sizes (4 PiB) are corruption or garbage out-params, not memory: such events become
 /// anomalies. The cap also keeps every byte delta within i64.
 const MAX_PLAUSIBLE: u64 = 1 << 52;
+/// How many freed pointers (not yet reused) are remembered to tell double frees from frees of
+/// never-seen pointers.
+const FREED_MEMORY: usize = 1 << 16;
 
 /// Multiplicative hasher for integer keys (pointers, handles, ids): the std SipHash costs more
 /// than the rest of the per-event work. The final fold spreads the product's high bits into the
@@ -91,9 +94,6 @@ fn add(x: &mut u64, d: i64) {
     }
 }
 
-fn vram(c: &Cats) -> u64 {
-    c.iter().fold(0u64, |a, &b| a.saturating_add(b)).saturating_sub(c[Category::HostPinned.index()])
-}
 
 fn rounding_waste(size: u64) -> u64 {
     let g = if size >= MIB { ROUNDING_GRANULARITY } else { SMALL_ALIGN };
@@ -257,6 +257,7 @@ struct Proc {
     phases: Vec<Category>,
     last_t: u64,
     cat: Cats,
+    total: u64,
     peak_total: u64,
     peak_t: u64,
     peak_cat: Cats,
@@ -377,6 +378,7 @@ struct Scope {
     vmm_mapped: u64,
     vmm_free: u64,
     largest_holes: BTreeMap<u64, u32>,
+    bfc_val: f64,
     pool_retained: u64,
     waste: u64,
     peak: PeakTrack,
@@ -410,6 +412,7 @@ impl Scope {
             vmm_mapped: 0,
             vmm_free: 0,
             largest_holes: BTreeMap::new(),
+            bfc_val: 0.0,
             pool_retained: 0,
             waste: 0,
             peak: PeakTrack::default(),
@@ -430,12 +433,13 @@ impl Scope {
     }
 
     fn bfc(&self) -> f64 {
+        self.bfc_val
+    }
+
+    /// Recomputes the BFC metric after a VMM change (cached: it is read on every event).
+    fn update_bfc(&mut self) {
         let largest = self.largest_holes.keys().next_back().copied().unwrap_or(0);
-        if self.vmm_free == 0 {
-            0.0
-        } else {
-            1.0 - largest.min(self.vmm_free) as f64 / self.vmm_free as f64
-        }
+        self.bfc_val = if self.vmm_free == 0 { 0.0 } else { 1.0 - largest.min(self.vmm_free) as f64 / self.vmm_free as f64 };
     }
 
     fn point(&self, t: u64) -> Point {
@@ -592,6 +596,7 @@ pub(crate) struct Engine<'a> {
     procs: Vec<Proc>,
     scopes: Vec<Scope>,
     scope_ix: FastMap<i32, usize>,
+    dev_slots: [usize; 65],
     touched: Vec<usize>,
     markers: Vec<MarkerItem>,
     marker_reports: Vec<MarkerReport>,
@@ -641,6 +646,7 @@ impl<'a> Engine<'a> {
             procs: Vec::new(),
             scopes: Vec::new(),
             scope_ix: FastMap::default(),
+            dev_slots: [usize::MAX; 65],
             touched: Vec::new(),
             markers: Vec::new(),
             marker_reports: Vec::new(),
@@ -711,6 +717,7 @@ impl<'a> Engine<'a> {
                 phases: Vec::new(),
                 last_t: 0,
                 cat: [0; NCAT],
+                total: 0,
                 peak_total: 0,
                 peak_t: 0,
                 peak_cat: [0; NCAT],
@@ -752,6 +759,17 @@ impl<'a> Engine<'a> {
     }
 
     fn scope(&mut self, dev: i32) -> usize {
+        // Hot path: ordinals -1..=62 and the all-GPUs scope are looked up in a small array.
+        let slot = match dev {
+            ALL => 0,
+            -1..=62 => (dev + 2) as usize,
+            _ => usize::MAX,
+        };
+        if let Some(&i) = self.dev_slots.get(slot) {
+            if i != usize::MAX {
+                return i;
+            }
+        }
         if let Some(&i) = self.scope_ix.get(&dev) {
             return i;
         }
@@ -765,6 +783,9 @@ impl<'a> Engine<'a> {
         }
         self.scopes.push(s);
         self.scope_ix.insert(dev, i);
+        if let Some(x) = self.dev_slots.get_mut(slot) {
+            *x = i;
+        }
         i
     }
 
@@ -815,9 +836,9 @@ impl<'a> Engine<'a> {
                 p.host_peak = p.host_peak.max(p.host);
             } else {
                 add(&mut p.cat[cat.index()], d);
-                let total = vram(&p.cat);
-                if total > p.peak_total {
-                    p.peak_total = total;
+                add(&mut p.total, d);
+                if p.total > p.peak_total {
+                    p.peak_total = p.total;
                     p.peak_t = t;
                     p.peak_cat = p.cat;
                 }
@@ -843,11 +864,12 @@ impl<'a> Engine<'a> {
     fn after_event(&mut self) {
         let t = self.now;
         let window = self.opts.oom_window_ns;
-        for si in std::mem::take(&mut self.touched) {
-            let s = &mut self.scopes[si];
+        for k in 0..self.touched.len() {
+            let s = &mut self.scopes[self.touched[k]];
             s.touched = false;
             s.after(t, self.hist_step, window);
         }
+        self.touched.clear();
     }
 
     // -----------------------------------------------------------------------------------------
@@ -1241,8 +1263,8 @@ impl<'a> Engine<'a> {
             AllocKind::Host => {}
         }
         let p = &mut self.procs[fi];
-        if p.freed.len() > (1 << 20) {
-            p.freed.clear(); // bounded memory; later double frees read as unknown frees
+        if p.freed.len() >= FREED_MEMORY {
+            p.freed.clear(); // bounded memory: a double free of an older pointer reads as unknown
         }
         p.freed.insert(ptr, ());
         Some(())
@@ -1311,6 +1333,7 @@ impl<'a> Engine<'a> {
                     }
                 }
             }
+            s.update_bfc();
         }
     }
 
