@@ -1,1 +1,76 @@
-fn main() {}
+//! `vramtrace`: the one command line. Thin by design — it parses arguments and wires the crates
+//! together: `run` (shim + child process), `events` (trace → lines), `report` (analyzer → viewer),
+//! `sweep` and `diff`.
+
+mod events;
+mod report;
+mod run;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "vramtrace", version, about = "Explain every byte of GPU memory a CUDA program uses")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a program with the shim preloaded, record its traces, print a summary.
+    Run(run::RunArgs),
+    /// Analyze traces: peak by category, OOM verdicts, top call sites, anomalies.
+    Report(report::ReportArgs),
+    /// Print every recorded event, one per line.
+    Events {
+        /// Trace files (.vtr) or directories of them.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// One JSON object per line (schema: docs/events-schema.md).
+        #[arg(long)]
+        json: bool,
+        /// Do not symbolize stacks (faster; addresses as module+offset).
+        #[arg(long)]
+        no_symbols: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Run(args) => run::run(args),
+        Cmd::Report(args) => report::report(args),
+        Cmd::Events { paths, json, no_symbols } => events::events(&paths, json, !no_symbols),
+    };
+    match r {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("vramtrace: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Expands directories into their `*.vtr` files (sorted), keeps files as given.
+pub fn trace_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let rd = std::fs::read_dir(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let mut v: Vec<PathBuf> =
+                rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "vtr")).collect();
+            v.sort();
+            if v.is_empty() {
+                return Err(format!("{}: no .vtr trace files in this directory", p.display()));
+            }
+            out.extend(v);
+        } else if p.exists() {
+            out.push(p.clone());
+        } else {
+            return Err(format!("{}: no such file or directory", p.display()));
+        }
+    }
+    Ok(out)
+}

@@ -7,6 +7,7 @@
 //! - `hooks`: the hooked functions, declared once in a table.
 //! - `recorder`: the crash-safe per-process trace file.
 //! - `modules`: loaded objects, for offline symbolization.
+//! - `unwind`: fast call-stack capture (cached DWARF CFI via framehop).
 //!
 //! Nothing here analyzes; see the `analyzer` crate.
 
@@ -15,6 +16,7 @@ mod modules;
 mod recorder;
 mod resolve;
 mod sys;
+mod unwind;
 
 use std::ffi::{c_char, CStr};
 

@@ -14,7 +14,7 @@ use crate::modules;
 use crate::sys::{self, now_ns};
 use std::cell::UnsafeCell;
 use std::collections::HashMap;
-use std::ffi::{c_int, c_void, CString};
+use std::ffi::{c_int, CString};
 use std::sync::atomic::{AtomicU64, Ordering};
 use vramtrace_trace::record::{self, encode, InfoRec, MarkerRec, ModuleRec, RecordKind, StackRec};
 use vramtrace_trace::{EndRec, EventRec};
@@ -85,16 +85,17 @@ enum Status {
 struct State {
     status: Status,
     config: Option<Config>,
-    /// Address range of the shim itself, to drop our own frames from stacks.
-    self_range: (u64, u64),
 }
 
 static LOCK: Lock = Lock::new();
 struct Shared(UnsafeCell<State>);
 unsafe impl Sync for Shared {}
-static STATE: Shared = Shared(UnsafeCell::new(State { status: Status::Idle, config: None, self_range: (0, 0) }));
-/// Stack depth, readable without the lock (0 until configured).
+static STATE: Shared = Shared(UnsafeCell::new(State { status: Status::Idle, config: None }));
+/// Stack depth, readable without the lock (u64::MAX until configured).
 static DEPTH: AtomicU64 = AtomicU64::new(u64::MAX);
+/// Address range of the shim itself, to drop our own frames from stacks; set with DEPTH.
+static SELF_START: AtomicU64 = AtomicU64::new(0);
+static SELF_END: AtomicU64 = AtomicU64::new(0);
 
 fn config() -> Config {
     let dir = std::env::var_os("VRAMTRACE_DIR").filter(|d| !d.is_empty()).unwrap_or_else(|| ".".into());
@@ -110,16 +111,19 @@ fn config() -> Config {
     Config { dir: CString::new(dir.as_bytes()).unwrap_or_else(|_| c".".into()), depth }
 }
 
-fn stack_depth() -> usize {
-    let d = DEPTH.load(Ordering::Relaxed);
-    if d != u64::MAX {
-        return d as usize;
+/// The configured depth and the shim's own address range, read once.
+fn stack_config() -> (usize, (u64, u64)) {
+    let d = DEPTH.load(Ordering::Acquire);
+    if d == u64::MAX {
+        let range = self_range();
+        SELF_START.store(range.0, Ordering::Relaxed);
+        SELF_END.store(range.1, Ordering::Relaxed);
+        let _g = LOCK.lock();
+        let st = unsafe { &mut *STATE.0.get() };
+        let depth = st.config.get_or_insert_with(config).depth;
+        DEPTH.store(depth as u64, Ordering::Release);
     }
-    let _g = LOCK.lock();
-    let st = unsafe { &mut *STATE.0.get() };
-    let depth = st.config.get_or_insert_with(config).depth;
-    DEPTH.store(depth as u64, Ordering::Relaxed);
-    depth
+    (DEPTH.load(Ordering::Acquire) as usize, (SELF_START.load(Ordering::Relaxed), SELF_END.load(Ordering::Relaxed)))
 }
 
 /// Captures the caller's stack, innermost first, without our own frames.
@@ -127,13 +131,11 @@ fn capture(buf: &mut [u64; MAX_STACK_DEPTH + SKIP_BUDGET], depth: usize, self_ra
     if depth == 0 {
         return 0;
     }
-    let mut raw = [std::ptr::null_mut::<c_void>(); MAX_STACK_DEPTH + SKIP_BUDGET];
-    let n = unsafe { sys::backtrace(raw.as_mut_ptr(), (depth + SKIP_BUDGET) as c_int) }.max(0) as usize;
-    let skip = raw[..n].iter().take_while(|&&a| (self_range.0..self_range.1).contains(&(a as u64))).count();
+    let mut raw = [0u64; MAX_STACK_DEPTH + SKIP_BUDGET];
+    let n = crate::unwind::capture(&mut raw[..depth + SKIP_BUDGET]);
+    let skip = raw[..n].iter().take_while(|&&a| (self_range.0..self_range.1).contains(&a)).count();
     let take = (n - skip).min(depth);
-    for (dst, src) in buf.iter_mut().zip(&raw[skip..skip + take]) {
-        *dst = *src as u64;
-    }
+    buf[..take].copy_from_slice(&raw[skip..skip + take]);
     take
 }
 
@@ -143,8 +145,7 @@ fn self_range() -> (u64, u64) {
 
 /// Records one event. Called with the thread's re-entry flag set.
 pub fn record(e: &mut EventRec) {
-    let depth = stack_depth();
-    let range = unsafe { (*STATE.0.get()).self_range };
+    let (depth, range) = stack_config();
     let mut frames = [0u64; MAX_STACK_DEPTH + SKIP_BUDGET];
     let n = capture(&mut frames, depth, range);
     e.tid = sys::tid();
@@ -170,8 +171,6 @@ fn writer() -> Option<&'static mut Writer> {
     if let Status::Idle = st.status {
         install_fork_handlers();
         let cfg = st.config.get_or_insert_with(config);
-        DEPTH.store(cfg.depth as u64, Ordering::Relaxed);
-        st.self_range = self_range();
         st.status = match Writer::create(cfg) {
             Ok(w) => Status::Recording(w),
             Err(msg) => {
@@ -352,19 +351,27 @@ pub fn finish() {
     }
 }
 
-fn install_fork_handlers() {
+pub fn install_fork_handlers() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| unsafe {
         libc::pthread_atfork(Some(before_fork), Some(after_fork_parent), Some(after_fork_child));
     });
 }
 
-// Hold the lock across fork so the child never inherits it mid-append.
+/// Every lock of the shim. Held across fork so the child never inherits one mid-update.
+fn all_locks() -> [&'static Lock; 3] {
+    [&crate::resolve::ID_LOCK, &crate::unwind::LOCK, &LOCK]
+}
+
 unsafe extern "C" fn before_fork() {
-    unsafe { LOCK.raw_lock() };
+    for l in all_locks() {
+        unsafe { l.raw_lock() };
+    }
 }
 unsafe extern "C" fn after_fork_parent() {
-    unsafe { LOCK.raw_unlock() };
+    for l in all_locks().iter().rev() {
+        unsafe { l.raw_unlock() };
+    }
 }
 /// The child must never write into the parent's file: drop the parent's mapping (the parent's own
 /// mapping is unaffected) and start over lazily with a file of its own.
@@ -383,5 +390,8 @@ unsafe extern "C" fn after_fork_child() {
         st.status = Status::Idle;
     }
     sys::forget_tid();
-    unsafe { LOCK.reinit() };
+    crate::unwind::forget_thread();
+    for l in all_locks() {
+        unsafe { l.reinit() };
+    }
 }

@@ -166,7 +166,7 @@ struct Identity {
     n_objects: usize,
 }
 
-static ID_LOCK: crate::recorder::Lock = crate::recorder::Lock::new();
+pub static ID_LOCK: crate::recorder::Lock = crate::recorder::Lock::new();
 static mut IDENTITY: Identity = Identity { known: [(0, 0); 512], n: 0, objects: [0; 32], n_objects: 0 };
 
 /// Given a pointer a lookup for a `cu*` name returned, returns what the caller should get: our
@@ -187,6 +187,7 @@ pub fn translate(p: usize, _name: &CStr) -> usize {
 }
 
 fn identify(p: usize) -> Option<Hook> {
+    crate::recorder::install_fork_handlers();
     let find = |id: &Identity| id.known[..id.n].iter().find(|k| k.0 == p).and_then(|k| Hook::from_index(k.1 as usize));
     {
         let _g = ID_LOCK.lock();

@@ -1,1 +1,216 @@
-//! placeholder
+//! Test harness for end-to-end tests: builds the shim, the fake driver, the `vramtrace` binary and
+//! the C runner programs once per test run (under a file lock, so parallel test processes share
+//! one build), then runs programs under the shim and reads back their traces.
+//!
+//! Nothing here needs a GPU: the driver is `tests/fake-cuda`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use vramtrace_trace::{EventRec, Info, Marker, Record, Tail};
+
+pub struct Env {
+    pub profile_dir: PathBuf,
+    pub shim: PathBuf,
+    /// Directory holding `libcuda.so` and the `libcuda.so.1` link programs load.
+    pub fake_dir: PathBuf,
+    pub vramtrace: PathBuf,
+    pub runners: PathBuf,
+    pub repo: PathBuf,
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
+}
+
+/// target/<profile>, found from this test executable's own path (target/<profile>/deps/…).
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    exe.parent().and_then(Path::parent).expect("target/<profile>/deps").to_path_buf()
+}
+
+fn run_ok(cmd: &mut Command, what: &str) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
+    assert!(out.status.success(), "{what} failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+}
+
+pub fn env() -> &'static Env {
+    static ENV: OnceLock<Env> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let repo = repo_root();
+        let profile_dir = profile_dir();
+        let target = profile_dir.parent().expect("target dir").to_path_buf();
+        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") => "dev".to_string(),
+            Some(p) => p.to_string(),
+            None => "dev".to_string(),
+        };
+        let lock = std::fs::File::create(target.join(".vramtrace-e2e.lock")).expect("lock file");
+        lock.lock().expect("lock");
+        // Build what the tests run. A no-op when up to date; the lock serializes parallel tests.
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_string());
+        run_ok(
+            Command::new(cargo)
+                .current_dir(&repo)
+                .env("CARGO_TARGET_DIR", &target)
+                .args(["build", "--quiet", "--profile", &profile, "-p", "vramtrace-shim", "-p", "vramtrace-fake-cuda", "-p", "vramtrace"]),
+            "cargo build",
+        );
+        let fake_dir = profile_dir.join("fake-cuda");
+        std::fs::create_dir_all(&fake_dir).unwrap();
+        // A private copy: the shim and the runners must load exactly this file as libcuda.so.1.
+        let lib = fake_dir.join("libcuda.so.1");
+        std::fs::copy(profile_dir.join("libcuda.so"), &lib).expect("copy fake libcuda");
+        let link = fake_dir.join("libcuda.so");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink("libcuda.so.1", &link).unwrap();
+        let runners = profile_dir.join("runners");
+        std::fs::create_dir_all(&runners).unwrap();
+        run_ok(
+            Command::new("bash").arg(repo.join("tests/runners/build.sh")).arg(&runners).arg(&fake_dir),
+            "building the C runners",
+        );
+        drop(lock);
+        Env {
+            shim: profile_dir.join("libvramtrace.so"),
+            vramtrace: profile_dir.join("vramtrace"),
+            fake_dir,
+            runners,
+            repo,
+            profile_dir,
+        }
+    })
+}
+
+pub fn runner(name: &str) -> PathBuf {
+    let p = env().runners.join(name);
+    assert!(p.exists(), "runner {name} was not built");
+    p
+}
+
+/// A finished program run and the directory its traces went to.
+pub struct Run {
+    pub output: Output,
+    pub dir: tempfile::TempDir,
+}
+
+impl Run {
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+    pub fn traces(&self) -> Vec<Trace> {
+        read_traces(self.dir.path())
+    }
+    /// The single trace of a single-process run.
+    pub fn trace(&self) -> Trace {
+        let mut t = self.traces();
+        assert_eq!(t.len(), 1, "expected one trace file; stderr:\n{}", self.stderr());
+        t.pop().unwrap()
+    }
+}
+
+/// A command prepared to run on the fake driver, with or without the shim.
+pub fn command(program: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(program);
+    c.args(args)
+        .env("LD_LIBRARY_PATH", &env().fake_dir)
+        .env_remove("LD_PRELOAD")
+        .env_remove("VRAMTRACE_STACK_DEPTH");
+    c
+}
+
+/// Runs `cmd` with the shim preloaded and a fresh trace directory.
+pub fn traced(mut cmd: Command) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    cmd.env("LD_PRELOAD", &env().shim).env("VRAMTRACE_DIR", dir.path());
+    let output = cmd.output().expect("run traced program");
+    Run { output, dir }
+}
+
+#[derive(Debug, Default)]
+pub struct Trace {
+    pub path: PathBuf,
+    pub info: Info,
+    pub events: Vec<EventRec>,
+    pub markers: Vec<Marker>,
+    pub stacks: BTreeMap<u32, Vec<u64>>,
+    pub modules: Vec<vramtrace_trace::Module>,
+    pub ended: bool,
+    pub tail: Option<Tail>,
+}
+
+impl Trace {
+    pub fn api_events(&self, name: &str) -> Vec<&EventRec> {
+        self.events.iter().filter(|e| vramtrace_trace::Api::from_id(e.api).unwrap().name() == name).collect()
+    }
+}
+
+pub fn read_trace(path: &Path) -> Trace {
+    let (records, tail, err) = vramtrace_trace::read_file(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(err.is_none(), "{}: {err:?}", path.display());
+    let mut t = Trace { path: path.to_path_buf(), tail: Some(tail), ..Default::default() };
+    for r in records {
+        match r {
+            Record::Info(i) => t.info = i,
+            Record::Event(e) => t.events.push(e),
+            Record::Marker(m) => t.markers.push(m),
+            Record::Stack { id, frames } => {
+                t.stacks.insert(id, frames);
+            }
+            Record::Module(m) => t.modules.push(m),
+            Record::End(_) => t.ended = true,
+        }
+    }
+    t
+}
+
+pub fn read_traces(dir: &Path) -> Vec<Trace> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "vtr"))
+        .collect();
+    files.sort();
+    files.iter().map(|p| read_trace(p)).collect()
+}
+
+/// One `CALL` line a runner printed: what the program itself saw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Call {
+    pub api: String,
+    pub result: u32,
+    pub size: u64,
+    pub ptr: u64,
+    pub handle: u64,
+}
+
+pub fn calls(stdout: &str) -> Vec<Call> {
+    stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("CALL "))
+        .map(|l| {
+            let mut it = l.split_whitespace();
+            let api = it.next().unwrap().to_string();
+            let mut c = Call { api, result: 0, size: 0, ptr: 0, handle: 0 };
+            for kv in it {
+                let (k, v) = kv.split_once('=').unwrap();
+                let num = |v: &str| match v.strip_prefix("0x") {
+                    Some(h) => u64::from_str_radix(h, 16).unwrap(),
+                    None => v.parse::<i64>().map(|x| x as u64).unwrap(),
+                };
+                match k {
+                    "result" => c.result = num(v) as u32,
+                    "size" => c.size = num(v),
+                    "ptr" => c.ptr = num(v),
+                    "handle" => c.handle = num(v),
+                    _ => {}
+                }
+            }
+            c
+        })
+        .collect()
+}

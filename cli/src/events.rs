@@ -1,0 +1,208 @@
+//! `vramtrace events`: every event of one or more traces, merged in time order, one per line.
+
+use serde_json::{json, Map, Value};
+use std::collections::{BinaryHeap, HashMap};
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use vramtrace_analyzer::symbolize::Symbolizer;
+use vramtrace_trace::{result_name, Api, Info, Reader, Record, Tail};
+
+/// One open trace: its reader, the stacks and modules seen so far, its symbolizer.
+struct Source<'a> {
+    path: String,
+    reader: Reader<'a>,
+    info: Info,
+    stacks: HashMap<u32, Vec<u64>>,
+    symbolizer: Option<Symbolizer>,
+    modules: Vec<vramtrace_trace::Module>,
+    failed: bool,
+}
+
+enum Item {
+    Event(vramtrace_trace::EventRec),
+    Marker(vramtrace_trace::Marker),
+}
+
+impl Item {
+    fn t_ns(&self) -> u64 {
+        match self {
+            Item::Event(e) => e.t_ns,
+            Item::Marker(m) => m.t_ns,
+        }
+    }
+}
+
+impl Source<'_> {
+    /// Advances to the next event or marker, absorbing stack/module/info records on the way.
+    fn next_item(&mut self) -> Option<Item> {
+        while !self.failed {
+            match self.reader.next()? {
+                Ok(Record::Event(e)) => return Some(Item::Event(e)),
+                Ok(Record::Marker(m)) => return Some(Item::Marker(m)),
+                Ok(Record::Stack { id, frames }) => {
+                    self.stacks.insert(id, frames);
+                }
+                Ok(Record::Module(m)) => {
+                    self.modules.push(m);
+                    self.symbolizer = None; // rebuilt with the new module list on next use
+                }
+                Ok(Record::Info(i)) => self.info = i,
+                Ok(Record::End(_)) => {}
+                Err(e) => {
+                    eprintln!("vramtrace: warning: {}: {e}; events after this point are lost", self.path);
+                    self.failed = true;
+                }
+            }
+        }
+        None
+    }
+
+    fn frames(&mut self, stack_id: u32, symbols: bool) -> Vec<String> {
+        let Some(frames) = self.stacks.get(&stack_id) else { return vec![] };
+        let frames = frames.clone();
+        if !symbols {
+            return frames.iter().map(|&a| vramtrace_analyzer::symbolize::Frame::unresolved(a, &self.modules).to_string()).collect();
+        }
+        let modules = &self.modules;
+        let sym = self.symbolizer.get_or_insert_with(|| Symbolizer::new(modules));
+        frames.iter().map(|&a| sym.resolve(a).to_string()).collect()
+    }
+}
+
+pub fn events(paths: &[PathBuf], json: bool, symbols: bool) -> Result<ExitCode, String> {
+    let files = crate::trace_files(paths)?;
+    let maps: Vec<(String, memmap2::Mmap)> = files
+        .iter()
+        .map(|p| {
+            let f = std::fs::File::open(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            // SAFETY: read-only map; a trace still being written only grows.
+            let m = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| format!("{}: {e}", p.display()))?;
+            Ok((p.display().to_string(), m))
+        })
+        .collect::<Result<_, String>>()?;
+    let mut sources = Vec::new();
+    for (path, map) in &maps {
+        let reader = Reader::new(map).map_err(|e| format!("{path}: {e}"))?;
+        sources.push(Source {
+            path: path.clone(),
+            reader,
+            info: Info::default(),
+            stacks: HashMap::new(),
+            symbolizer: None,
+            modules: vec![],
+            failed: false,
+        });
+    }
+    // k-way merge by time: memory stays bounded by the number of files, not events.
+    let mut heap = BinaryHeap::new();
+    let mut pending: Vec<Option<Item>> = Vec::new();
+    for (i, s) in sources.iter_mut().enumerate() {
+        let item = s.next_item();
+        if let Some(it) = &item {
+            heap.push(std::cmp::Reverse((it.t_ns(), i)));
+        }
+        pending.push(item);
+    }
+    let out = std::io::stdout().lock();
+    let mut out = BufWriter::new(out);
+    while let Some(std::cmp::Reverse((_, i))) = heap.pop() {
+        let item = pending[i].take().expect("queued source has an item");
+        let line = render(&mut sources[i], &item, json, symbols);
+        if writeln!(out, "{line}").is_err() {
+            return Ok(ExitCode::SUCCESS); // stdout closed (e.g. piped into head): not an error
+        }
+        pending[i] = sources[i].next_item();
+        if let Some(it) = &pending[i] {
+            heap.push(std::cmp::Reverse((it.t_ns(), i)));
+        }
+    }
+    let _ = out.flush();
+    for s in &sources {
+        if let Tail::Truncated { offset } = s.reader.tail() {
+            if !s.failed {
+                eprintln!("vramtrace: note: {}: the last record was cut short at byte {offset} (the process died mid-write)", s.path);
+            }
+        }
+    }
+    Ok(if sources.iter().any(|s| s.failed) { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+fn hex(v: u64) -> Value {
+    Value::String(format!("{v:#x}"))
+}
+
+fn render(s: &mut Source, item: &Item, json: bool, symbols: bool) -> String {
+    let pid = s.info.pid;
+    let base = s.info.mono_ns;
+    let rel = |t: u64| t.saturating_sub(base) as f64 / 1e9;
+    match item {
+        Item::Marker(m) => {
+            if json {
+                json!({"t_ns": m.t_ns, "pid": pid, "tid": m.tid, "api": "marker", "label": m.label, "value": m.value}).to_string()
+            } else {
+                format!("{:>12.6}s pid {pid} tid {} marker {:?} = {}", rel(m.t_ns), m.tid, m.label, m.value)
+            }
+        }
+        Item::Event(e) => {
+            let api = Api::from_id(e.api).expect("reader validates api ids");
+            let f = api.fields();
+            let stack = s.frames(e.stack_id, symbols);
+            if json {
+                let mut o = Map::new();
+                o.insert("t_ns".into(), e.t_ns.into());
+                o.insert("pid".into(), pid.into());
+                o.insert("tid".into(), e.tid.into());
+                o.insert("device".into(), e.device.into());
+                o.insert("api".into(), api.name().into());
+                o.insert("result".into(), e.result.into());
+                if f.size {
+                    o.insert("size".into(), e.size.into());
+                }
+                if f.ptr {
+                    o.insert("ptr".into(), hex(e.ptr));
+                }
+                if f.handle {
+                    o.insert("handle".into(), hex(e.handle));
+                }
+                if f.offset {
+                    o.insert("offset".into(), e.offset.into());
+                }
+                if f.flags {
+                    o.insert("flags".into(), e.flags.into());
+                }
+                if f.stream {
+                    o.insert("stream".into(), hex(e.stream));
+                }
+                if e.free != 0 || e.total != 0 {
+                    o.insert("free".into(), e.free.into());
+                    o.insert("total".into(), e.total.into());
+                }
+                o.insert("stack".into(), stack.into());
+                Value::Object(o).to_string()
+            } else {
+                let mut l = format!("{:>12.6}s pid {pid} tid {} dev {:>2} {}", rel(e.t_ns), e.tid, e.device, api.name());
+                if f.size {
+                    l += &format!(" size={}", e.size);
+                }
+                if f.ptr {
+                    l += &format!(" ptr={:#x}", e.ptr);
+                }
+                if f.handle {
+                    l += &format!(" handle={:#x}", e.handle);
+                }
+                if f.offset && e.offset != 0 {
+                    l += &format!(" offset={}", e.offset);
+                }
+                if e.free != 0 || e.total != 0 {
+                    l += &format!(" free={} total={}", e.free, e.total);
+                }
+                l += &format!(" -> {}", result_name(e.result).map_or_else(|| e.result.to_string(), str::to_owned));
+                if let Some(top) = stack.first() {
+                    l += &format!("  at {top}");
+                }
+                l
+            }
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! `vramtrace run -- CMD ARGS...`: the program runs with the shim preloaded and its traces going to
+//! `--out`; its stdout/stderr pass through byte for byte while a timestamped copy is kept in
+//! `output-<pid>.jsonl` (the analyzer matches the runner's own log lines, e.g. llama.cpp's buffer
+//! sizes, against allocations). The exit code is the program's.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Directory for the traces and the captured output (created if missing).
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
+    /// The shim library; default: libvramtrace.so next to this executable.
+    #[arg(long)]
+    pub shim: Option<PathBuf>,
+    /// Call-stack depth recorded per event (0 = no stacks).
+    #[arg(long)]
+    pub stack_depth: Option<u32>,
+    /// Do not print the summary at the end.
+    #[arg(long)]
+    pub quiet: bool,
+    /// The program and its arguments.
+    #[arg(last = true, required = true)]
+    pub cmd: Vec<String>,
+}
+
+pub fn find_shim(explicit: Option<&Path>) -> Result<PathBuf, String> {
+    if let Some(p) = explicit {
+        return if p.is_file() { Ok(p.canonicalize().unwrap_or(p.into())) } else { Err(format!("--shim {}: no such file", p.display())) };
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("cannot locate vramtrace itself: {e}"))?;
+    let dir = exe.parent().unwrap_or(Path::new("."));
+    for cand in [dir.join("libvramtrace.so"), dir.join("../lib/libvramtrace.so"), dir.join("../lib/vramtrace/libvramtrace.so")] {
+        if cand.is_file() {
+            return Ok(cand.canonicalize().unwrap_or(cand));
+        }
+    }
+    Err(format!("libvramtrace.so not found next to {} (build it with `cargo build`, or pass --shim PATH)", exe.display()))
+}
+
+pub fn mono_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+pub fn prepare_out(out: Option<PathBuf>) -> Result<PathBuf, String> {
+    let out = out.unwrap_or_else(|| {
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        PathBuf::from(format!("vramtrace-run-{t}"))
+    });
+    std::fs::create_dir_all(&out).map_err(|e| format!("cannot create output directory {}: {e}", out.display()))?;
+    let probe = out.join(".vramtrace-write-test");
+    std::fs::write(&probe, b"").map_err(|e| format!("output directory {} is not writable: {e}", out.display()))?;
+    let _ = std::fs::remove_file(probe);
+    Ok(out.canonicalize().unwrap_or(out))
+}
+
+/// A running child with the shim preloaded and its output being teed.
+pub struct Traced {
+    pub child: std::process::Child,
+    tees: Vec<std::thread::JoinHandle<()>>,
+}
+
+pub fn spawn(cmd: &[String], shim: &Path, out: &Path, stack_depth: Option<u32>) -> Result<Traced, String> {
+    let mut preload = shim.display().to_string();
+    if let Ok(old) = std::env::var("LD_PRELOAD") {
+        if !old.is_empty() {
+            preload = format!("{preload}:{old}");
+        }
+    }
+    let mut c = Command::new(&cmd[0]);
+    c.args(&cmd[1..]).env("LD_PRELOAD", preload).env("VRAMTRACE_DIR", out).stdout(Stdio::piped()).stderr(Stdio::piped());
+    if let Some(d) = stack_depth {
+        c.env("VRAMTRACE_STACK_DEPTH", d.to_string());
+    }
+    let mut child = c.spawn().map_err(|e| format!("cannot start {}: {e}", cmd[0]))?;
+    let log = out.join(format!("output-{}.jsonl", child.id()));
+    let log = std::fs::File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+    let log = std::sync::Arc::new(std::sync::Mutex::new(std::io::BufWriter::new(log)));
+    let mut tees = Vec::new();
+    let stdout = child.stdout.take().expect("piped");
+    let stderr = child.stderr.take().expect("piped");
+    tees.push(tee(stdout, std::io::stdout(), "stdout", log.clone()));
+    tees.push(tee(stderr, std::io::stderr(), "stderr", log));
+    Ok(Traced { child, tees })
+}
+
+/// Copies one stream through unchanged (chunk by chunk, so prompts and progress bars without a
+/// newline still show at once) and logs each complete line with the time it arrived.
+fn tee<R: Read + Send + 'static, W: Write + Send + 'static>(
+    mut from: R,
+    mut to: W,
+    stream: &'static str,
+    log: std::sync::Arc<std::sync::Mutex<std::io::BufWriter<std::fs::File>>>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        let mut line = Vec::new();
+        let mut passthrough = true;
+        let flush_line = |line: &mut Vec<u8>| {
+            let text = String::from_utf8_lossy(line);
+            let rec = serde_json::json!({"t_ns": mono_ns(), "stream": stream, "line": text.trim_end_matches(['\n', '\r'])});
+            if let Ok(mut l) = log.lock() {
+                let _ = writeln!(l, "{rec}");
+            }
+            line.clear();
+        };
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            // If our own stdout goes away we keep draining, so the child never blocks on a pipe.
+            if passthrough && (to.write_all(&buf[..n]).is_err() || to.flush().is_err()) {
+                passthrough = false;
+            }
+            for &b in &buf[..n] {
+                line.push(b);
+                if b == b'\n' {
+                    flush_line(&mut line);
+                }
+            }
+        }
+        if !line.is_empty() {
+            flush_line(&mut line);
+        }
+        if let Ok(mut l) = log.lock() {
+            let _ = l.flush();
+        }
+    })
+}
+
+impl Traced {
+    /// Waits for the child and the tees; returns the exit code as a shell would report it.
+    pub fn wait(mut self) -> Result<i32, String> {
+        let status = self.child.wait().map_err(|e| format!("waiting for the program: {e}"))?;
+        for t in self.tees {
+            let _ = t.join();
+        }
+        use std::os::unix::process::ExitStatusExt;
+        Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+    }
+}
+
+pub fn run(args: RunArgs) -> Result<ExitCode, String> {
+    let shim = find_shim(args.shim.as_deref())?;
+    let out = prepare_out(args.out)?;
+    let traced = spawn(&args.cmd, &shim, &out, args.stack_depth)?;
+    // Ctrl-C goes to the whole foreground group: let the program handle it, and stay alive to
+    // report on whatever it recorded.
+    unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
+    let code = traced.wait()?;
+    let files = crate::trace_files(std::slice::from_ref(&out)).unwrap_or_default();
+    eprintln!("vramtrace: {} trace file(s) in {}", files.len(), out.display());
+    if !args.quiet && !files.is_empty() {
+        match crate::report::summary(std::slice::from_ref(&out)) {
+            Ok(s) => eprintln!("{s}"),
+            Err(e) => eprintln!("vramtrace: could not analyze the traces: {e}"),
+        }
+    }
+    Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}

@@ -1,0 +1,117 @@
+//! Every route to the driver × every hooked function, recorded with the exact arguments and
+//! results the program itself saw.
+
+use std::collections::BTreeSet;
+use vramtrace_e2e::*;
+use vramtrace_trace::{Api, ApiKind};
+
+/// Compares the runner's own `CALL` lines with the recorded events, in order.
+fn check_route(run: &Run) -> BTreeSet<&'static str> {
+    assert!(run.output.status.success(), "runner failed:\n{}\n{}", run.stdout(), run.stderr());
+    let trace = run.trace();
+    let seen: Vec<Call> = calls(&run.stdout()).into_iter().filter(|c| Api::from_name(&c.api).is_some()).collect();
+    assert!(!seen.is_empty(), "runner printed no CALL lines:\n{}", run.stdout());
+    assert_eq!(
+        seen.len(),
+        trace.events.len(),
+        "one event per call\nprogram saw: {:?}\nrecorded: {:?}",
+        seen.iter().map(|c| &c.api).collect::<Vec<_>>(),
+        trace.events.iter().map(|e| Api::from_id(e.api).unwrap().name()).collect::<Vec<_>>()
+    );
+    let mut covered = BTreeSet::new();
+    for (c, e) in seen.iter().zip(&trace.events) {
+        let api = Api::from_id(e.api).unwrap();
+        assert_eq!(api.name(), c.api, "same function, same order");
+        assert_eq!(e.result, c.result, "{}: result", c.api);
+        let f = api.fields();
+        if f.size && c.size != 0 {
+            assert_eq!(e.size, c.size, "{}: size", c.api);
+        }
+        if f.ptr && c.ptr != 0 {
+            assert_eq!(e.ptr, c.ptr, "{}: ptr", c.api);
+        }
+        if f.handle && c.handle != 0 {
+            assert_eq!(e.handle, c.handle, "{}: handle", c.api);
+        }
+        if e.result == 0 {
+            covered.insert(api.name());
+        }
+        // Failed allocations carry the driver's free/total at that moment.
+        if e.result == 2 {
+            assert!(e.total > 0 && e.free <= e.total, "{}: OOM without free/total: {e:?}", c.api);
+        }
+        if api.kind() == ApiKind::GetInfo && e.result == 0 {
+            assert!(e.total > 0, "cuMemGetInfo result recorded");
+        }
+    }
+    assert!(trace.events.windows(2).all(|w| w[0].t_ns <= w[1].t_ns), "events in time order");
+    assert!(trace.events.iter().all(|e| e.tid != 0));
+    covered
+}
+
+fn all_apis() -> BTreeSet<&'static str> {
+    Api::ALL.iter().map(|a| a.name()).collect()
+}
+
+#[test]
+fn linked_with_lcuda_records_every_function() {
+    let run = traced(command(&runner("linked"), &[]));
+    assert_eq!(check_route(&run), all_apis());
+    let t = run.trace();
+    // The OOM and the VMM misuse the runner provokes are there, with their error codes.
+    assert!(t.events.iter().any(|e| e.api == Api::MemAlloc as u16 && e.result == 2));
+    assert!(t.events.iter().any(|e| e.api == Api::MemMap as u16 && e.result == 1));
+}
+
+#[test]
+fn dlopen_dlsym_records_every_function() {
+    let run = traced(command(&runner("dlsym"), &[]));
+    assert_eq!(check_route(&run), all_apis());
+}
+
+#[test]
+fn cudart_replay_through_cugetprocaddress_records_every_function() {
+    let lookups = env().repo.join("tests/runners/cudart12-lookups.txt");
+    let run = traced(command(&runner("cudart_replay"), &[lookups.to_str().unwrap()]));
+    let covered = check_route(&run);
+    assert_eq!(covered, all_apis(), "missing: {:?}", all_apis().difference(&covered).collect::<Vec<_>>());
+    // The per-thread-stream variant was fetched with flags=2 and recorded under its own name.
+    assert!(run.trace().events.iter().any(|e| e.api == Api::MemAllocAsyncPtsz as u16));
+}
+
+#[test]
+fn program_output_is_identical_with_and_without_the_shim() {
+    for name in ["linked", "dlsym"] {
+        let plain = command(&runner(name), &[]).output().unwrap();
+        let run = traced(command(&runner(name), &[]));
+        assert_eq!(plain.status.code(), run.output.status.code(), "{name}");
+        // Pointers come from a deterministic fake allocator, so the whole output matches.
+        assert_eq!(String::from_utf8_lossy(&plain.stdout), run.stdout(), "{name}");
+    }
+}
+
+#[test]
+fn stacks_point_into_the_program_not_the_shim() {
+    let run = traced(command(&runner("linked"), &[]));
+    let t = run.trace();
+    let exe = std::fs::canonicalize(runner("linked")).unwrap();
+    let module = t.modules.iter().find(|m| std::path::Path::new(&m.path) == exe).expect("the runner's module is described");
+    assert_eq!(module.build_id.len(), 20, "GNU build-id recorded");
+    for e in &t.events {
+        let frames = &t.stacks[&e.stack_id];
+        assert!(frames.len() > 1 && frames.len() <= 32);
+        assert!((module.start..module.end).contains(&frames[0]), "innermost frame is the caller in the runner");
+    }
+    assert_eq!(t.info.stack_depth, 32);
+    assert!(t.info.cmdline[0].ends_with("linked"));
+}
+
+#[test]
+fn stack_depth_zero_turns_stacks_off() {
+    let mut c = command(&runner("linked"), &[]);
+    c.env("VRAMTRACE_STACK_DEPTH", "0");
+    let t = traced(c).trace();
+    assert!(!t.events.is_empty());
+    assert!(t.events.iter().all(|e| e.stack_id == 0));
+    assert!(t.stacks.is_empty() && t.modules.is_empty());
+}
