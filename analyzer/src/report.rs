@@ -239,7 +239,7 @@ pub struct Reconciliation {
 pub struct DeviceReport {
     pub device: i32,
     pub capacity_bytes: Option<u64>,
-    /// `option` (--vram), `cuMemGetInfo`, `failed_call`, or `unknown`.
+    /// `option` (--vram), `cuMemGetInfo` (any driver reading), or `unknown`.
     pub capacity_source: String,
     pub peak: Peak,
     pub timeline: Vec<TimelinePoint>,
