@@ -111,10 +111,19 @@ unsafe fn next_after(real: DlsymFn, caller: *const c_void, name: *const c_char) 
     }
     let mut m = unsafe { (*map).l_next };
     while !m.is_null() {
-        let p = unsafe { real(m.cast(), name) };
-        // A handle's lookup also searches its dependencies; keep only definitions in `m` itself.
-        if !p.is_null() && owner_map(p) == m {
-            return p;
+        // A link map is not always a valid dlsym handle (the vDSO's has no search list): get a
+        // real handle by name, and skip objects without one.
+        let lname = unsafe { (*m).l_name };
+        if !lname.is_null() && unsafe { *lname } != 0 {
+            let h = unsafe { libc::dlopen(lname, libc::RTLD_NOLOAD | libc::RTLD_LAZY) };
+            if !h.is_null() {
+                let p = unsafe { real(h, name) };
+                unsafe { libc::dlclose(h) };
+                // A handle's lookup also searches its dependencies; keep only definitions in `m`.
+                if !p.is_null() && owner_map(p) == m {
+                    return p;
+                }
+            }
         }
         m = unsafe { (*m).l_next };
     }
