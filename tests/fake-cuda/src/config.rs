@@ -1,0 +1,78 @@
+//! Environment configuration, read once per process.
+
+/// Bytes per GiB, the unit most defaults are written in.
+const GIB: u64 = 1 << 30;
+/// The fake reports no more devices than this (each one gets its own address region).
+pub const MAX_DEVICES: u32 = 8;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Device memory per device, in bytes.
+    pub capacity: u64,
+    /// Number of devices.
+    pub devices: u32,
+    /// Bytes the "runtime" (context, modules) occupies on a device once a context exists there.
+    pub runtime_bytes: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            capacity: 24 * GIB,
+            devices: 1,
+            runtime_bytes: 256 << 20,
+        }
+    }
+}
+
+impl Config {
+    /// Reads `FAKE_CUDA_CAPACITY`, `FAKE_CUDA_DEVICES` and `FAKE_CUDA_RUNTIME_BYTES`. A value that
+    /// does not parse gets one line on stderr and the default: a test that mistypes a variable
+    /// should still run, and say why its numbers look wrong.
+    pub fn from_env() -> Config {
+        let d = Config::default();
+        let get = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let mut c = d;
+        if let Some(v) = get("FAKE_CUDA_CAPACITY") {
+            match parse_bytes(&v) {
+                Some(n) if n > 0 => c.capacity = n,
+                _ => warn("FAKE_CUDA_CAPACITY", &v, &d.capacity.to_string()),
+            }
+        }
+        if let Some(v) = get("FAKE_CUDA_DEVICES") {
+            match v.trim().parse::<u32>() {
+                Ok(n) if (1..=MAX_DEVICES).contains(&n) => c.devices = n,
+                _ => warn("FAKE_CUDA_DEVICES", &v, &d.devices.to_string()),
+            }
+        }
+        if let Some(v) = get("FAKE_CUDA_RUNTIME_BYTES") {
+            match parse_bytes(&v) {
+                Some(n) => c.runtime_bytes = n,
+                None => warn("FAKE_CUDA_RUNTIME_BYTES", &v, &d.runtime_bytes.to_string()),
+            }
+        }
+        c
+    }
+}
+
+fn warn(name: &str, value: &str, default: &str) {
+    eprintln!("fake libcuda: ignoring {name}={value:?} (not a valid value), using {default}");
+}
+
+/// Parses `123`, `64K`, `512M`, `24G`, `1T`, `64KiB`, `512MiB`, `24GiB`, `1TiB` (binary units,
+/// case-insensitive, optional trailing `B`/`b` on plain numbers: `4096B`).
+pub fn parse_bytes(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kib" => 10,
+        "m" | "mib" => 20,
+        "g" | "gib" => 30,
+        "t" | "tib" => 40,
+        _ => return None,
+    };
+    n.checked_mul(1u64 << shift)
+}
