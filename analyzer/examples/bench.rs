@@ -21,6 +21,16 @@ fn status_kib(key: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// User + system CPU seconds of this process so far (less sensitive than wall time to other
+/// work on a shared machine).
+fn cpu_s() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = s.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (tick(11) + tick(12)) / 100.0
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let n: u64 = args.next().and_then(|a| a.replace('_', "").parse().ok()).unwrap_or(10_000_000);
@@ -136,11 +146,13 @@ fn main() {
     let rss_before = status_kib("VmRSS:");
     let hwm_before = status_kib("VmHWM:");
 
+    let cpu0 = cpu_s();
     let t0 = Instant::now();
     let loaded = load(std::slice::from_ref(&path)).expect("load");
     let t_load = t0.elapsed().as_secs_f64();
     let report = analyze(&loaded, &Options::default());
     let total = t0.elapsed().as_secs_f64();
+    let cpu = cpu_s() - cpu0;
     let hwm = status_kib("VmHWM:");
     drop(loaded);
     let _ = std::fs::remove_file(&path);
@@ -150,7 +162,7 @@ fn main() {
     println!("file              {:.1} MB ({} bytes; written in {:.2} s)", mb, bytes, gen_s);
     println!("load (scan)       {:.3} s", t_load);
     println!("analyze           {:.3} s", total - t_load);
-    println!("total             {:.3} s", total);
+    println!("total             {:.3} s wall, {:.2} s CPU", total, cpu);
     println!("throughput        {:.1} MB/s, {:.2} M events/s", mb / total, report.events as f64 / total / 1e6);
     println!("peak RSS (VmHWM)  {:.1} MB ({:.2}x the trace; before load: RSS {:.1} MB, HWM {:.1} MB)", hwm as f64 / 1024.0, hwm as f64 * 1024.0 / bytes as f64, rss_before as f64 / 1024.0, hwm_before as f64 / 1024.0);
     println!("peak VRAM         {} ({} timeline points, {} anomalies kinds)", vramtrace_analyzer::fmt_bytes(report.peak.total_bytes), report.devices.first().map_or(0, |d| d.timeline.len()), report.anomalies.len());

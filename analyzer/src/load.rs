@@ -10,7 +10,9 @@ use rayon::prelude::*;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use vramtrace_trace::record::{RecordHeader, RecordKind, FILE_HEADER_LEN};
 use vramtrace_trace::{EventRec, Info, Marker, Module, Reader, Record, Tail};
+use zerocopy::FromBytes;
 
 /// One scanned trace file (one traced process).
 pub struct TraceFile {
@@ -33,6 +35,9 @@ pub struct TraceFile {
     /// Events whose time is earlier than the previous event's in the same file.
     pub out_of_order: u64,
     pub bytes: u64,
+    /// End of the last record the scan decoded: the event pass stops here, so both passes
+    /// agree on where a damaged file ends.
+    stop: usize,
     data: memmap2::Mmap,
 }
 
@@ -44,14 +49,18 @@ impl TraceFile {
 
     /// Streams the events of this file in file order, stopping where the scan stopped.
     pub fn events(&self) -> EventIter<'_> {
-        EventIter::new(&self.data)
+        EventIter::new(&self.data[..self.stop.min(self.data.len())])
     }
 }
 
 /// Iterator over the events of one mapped trace. Pages already read are handed back to the
 /// kernel every few tens of MiB, so resident memory stays small even for very large traces.
+///
+/// The scan already validated every record up to `stop` with the trace crate's `Reader`, so
+/// this pass only walks record headers and copies out event payloads: it is the hot loop of
+/// the analysis (one iteration per event) and skips the generic record decoding.
 pub struct EventIter<'a> {
-    reader: Option<Reader<'a>>,
+    pos: usize,
     data: &'a [u8],
     released: usize,
 }
@@ -60,10 +69,9 @@ const RELEASE_EVERY: usize = 64 << 20;
 
 impl<'a> EventIter<'a> {
     fn new(data: &'a [u8]) -> Self {
-        let reader = Reader::new(data).ok();
-        #[cfg(unix)]
         advise(data, libc_advice::SEQUENTIAL, 0, data.len());
-        EventIter { reader, data, released: 0 }
+        let pos = if Reader::new(data).is_ok() { FILE_HEADER_LEN } else { data.len() };
+        EventIter { pos, data, released: 0 }
     }
 }
 
@@ -71,25 +79,27 @@ impl Iterator for EventIter<'_> {
     type Item = EventRec;
 
     fn next(&mut self) -> Option<EventRec> {
-        let r = self.reader.as_mut()?;
         loop {
-            match r.next() {
-                Some(Ok(Record::Event(e))) => {
-                    let pos = Reader::position(r);
-                    if pos - self.released >= RELEASE_EVERY {
-                        // Page-aligned start of the range already consumed.
-                        let end = pos & !0xfff;
-                        if end > self.released {
-                            advise(self.data, libc_advice::DONTNEED, self.released, end - self.released);
-                            self.released = end;
-                        }
-                    }
-                    return Some(e);
+            let rest = self.data.get(self.pos..)?;
+            let word = u64::from_le_bytes(rest.get(..8)?.try_into().ok()?);
+            let h = RecordHeader::from_u64(word)?;
+            let len = h.len as usize;
+            if len < 8 || len > rest.len() {
+                return None;
+            }
+            self.pos += len;
+            if self.pos - self.released >= RELEASE_EVERY {
+                // Page-aligned end of the range already consumed.
+                let end = self.pos & !0xfff;
+                if end > self.released {
+                    advise(self.data, libc_advice::DONTNEED, self.released, end - self.released);
+                    self.released = end;
                 }
-                Some(Ok(_)) => continue,
-                Some(Err(_)) | None => {
-                    self.reader = None;
-                    return None;
+            }
+            if h.kind == RecordKind::Event as u16 {
+                // A newer minor version may append fields: read the known prefix.
+                if let Ok((e, _)) = EventRec::read_from_prefix(&rest[8..len]) {
+                    return Some(e);
                 }
             }
         }
@@ -310,7 +320,11 @@ fn scan(path: &Path) -> Result<TraceFile, String> {
     let mut error = None;
     let (mut events, mut first_ns, mut last_ns, mut prev, mut out_of_order) = (0u64, u64::MAX, 0u64, 0u64, 0u64);
     let mut released = 0usize;
+    let mut stop = FILE_HEADER_LEN;
     while let Some(rec) = reader.next() {
+        if rec.is_ok() {
+            stop = reader.position();
+        }
         match rec {
             Ok(Record::Event(e)) => {
                 events += 1;
@@ -380,6 +394,7 @@ fn scan(path: &Path) -> Result<TraceFile, String> {
         last_ns,
         out_of_order,
         bytes: len,
+        stop,
         data,
     })
 }
