@@ -235,6 +235,12 @@ hooks! {
     DevicePrimaryCtxReset = fn cuDevicePrimaryCtxReset_v2(device: CUdevice) |e, _r| {
         e.device = device;
     }
+    DevicePrimaryCtxReleaseV1 = fn cuDevicePrimaryCtxRelease(device: CUdevice) |e, _r| {
+        e.device = device;
+    }
+    DevicePrimaryCtxResetV1 = fn cuDevicePrimaryCtxReset(device: CUdevice) |e, _r| {
+        e.device = device;
+    }
 }
 
 /// A fresh context is current on this thread: the driver's free/total now tells what the runtime

@@ -8,7 +8,8 @@
  *      lookups. Most lookups answer NOT_FOUND (the fake implements a subset); that is fine.
  *   3. the call sequence (sequence.h) for every slot the lookups filled, e.g. cuMemAlloc@3020 →
  *      cuMemAlloc_v2, cuMemAllocAsync with flags=2 → cuMemAllocAsync_ptsz. Slots cudart never
- *      looks up (VMM, cuCtxDestroy, ...) are skipped.
+ *      looks up (VMM, cuCtxDestroy, ...) are fetched as cudaGetDriverEntryPointByVersion does for
+ *      ggml and PyTorch: one more cuGetProcAddress_v2 lookup at the variant's version.
  *   gcc -std=c11 -Wall -o cudart_replay cudart_replay.c -ldl
  *   LD_LIBRARY_PATH=<dir with libcuda.so.1> ./cudart_replay cudart12-lookups.txt */
 #define _GNU_SOURCE
@@ -195,11 +196,31 @@ int main(int argc, char **argv) {
             if (strcmp(x->name, sp->base) != 0 || ((x->flags ^ sp->flags) & PTSZ)) continue;
             if (!best || x->version >= best->version) best = x;
         }
-        if (!best) continue;
         const struct variant *got = NULL;
-        for (size_t k = 0; k < 4 && sp->v[k].sym; k++)
-            if (sp->v[k].since <= best->version) got = &sp->v[k];
-        if (!got || !got->fits) continue;
+        if (best)
+            for (size_t k = 0; k < 4 && sp->v[k].sym; k++)
+                if (sp->v[k].since <= best->version) got = &sp->v[k];
+        if (!got || !got->fits) {
+            /* cudart itself never asked for this one: programs get it the way ggml (VMM pool) and
+             * PyTorch (expandable segments) do, through cudaGetDriverEntryPointByVersion, which
+             * is a cuGetProcAddress lookup at the version of the variant they were built for. */
+            const struct variant *want = NULL;
+            for (size_t k = 0; k < 4 && sp->v[k].sym; k++)
+                if (sp->v[k].fits) want = &sp->v[k];
+            if (!want || nhits >= sizeof hits / sizeof hits[0]) continue;
+            void *pfn = NULL;
+            CUdriverProcAddressQueryResult st = CU_GET_PROC_ADDRESS_SUCCESS;
+            CUresult r = gpa(sp->base, &pfn, want->since, sp->flags, &st);
+            call_line("cuGetProcAddress_v2", r, 0, U64(pfn), 0);
+            if (r != CUDA_SUCCESS || !pfn) continue;
+            struct hit *x = &hits[nhits++];
+            snprintf(x->name, sizeof x->name, "%s", sp->base);
+            x->version = want->since;
+            x->flags = sp->flags;
+            x->pfn = pfn;
+            best = x;
+            got = want;
+        }
         memcpy((char *)&api + sp->fn, &best->pfn, sizeof best->pfn);
         memcpy((char *)&api + sp->name, &got->sym, sizeof got->sym);
         /* Sanity: the pointer is the exported function of that name. Only a note: an interposer

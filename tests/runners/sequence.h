@@ -41,6 +41,8 @@ RUNNER_HELPER void runner_stdout_setup(void) { setvbuf(stdout, NULL, _IOLBF, 0);
     X(DevicePrimaryCtxRetain, cuDevicePrimaryCtxRetain)                                            \
     X(DevicePrimaryCtxRelease, cuDevicePrimaryCtxRelease_v2)                                       \
     X(DevicePrimaryCtxReset, cuDevicePrimaryCtxReset_v2)                                           \
+    X(DevicePrimaryCtxReleaseV1, cuDevicePrimaryCtxRelease)                                        \
+    X(DevicePrimaryCtxResetV1, cuDevicePrimaryCtxReset)                                            \
     X(CtxSetCurrent, cuCtxSetCurrent)                                                              \
     X(CtxGetCurrent, cuCtxGetCurrent)                                                              \
     X(CtxPushCurrent, cuCtxPushCurrent_v2)                                                         \
@@ -281,6 +283,13 @@ RUNNER_HELPER int run_sequence(const struct cu_api *a) {
     if (a->DevicePrimaryCtxReset) {
         SEQ_CALL(DevicePrimaryCtxRetain, OK, 0, 0, pctx, &pctx, dev);
         SEQ_CALL(DevicePrimaryCtxReset, OK, 0, 0, 0, dev);
+    }
+    /* The pre-11.0 entry points, which cudart 12 still gets by asking at version 7000. */
+    if (a->DevicePrimaryCtxReleaseV1 && a->DevicePrimaryCtxResetV1) {
+        SEQ_CALL(DevicePrimaryCtxRetain, OK, 0, 0, pctx, &pctx, dev);
+        SEQ_CALL(DevicePrimaryCtxReleaseV1, OK, 0, 0, 0, dev);
+        SEQ_CALL(DevicePrimaryCtxRetain, OK, 0, 0, pctx, &pctx, dev);
+        SEQ_CALL(DevicePrimaryCtxResetV1, OK, 0, 0, 0, dev);
     }
     return seq_failures;
 }

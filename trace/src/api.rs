@@ -109,6 +109,9 @@ apis! {
     29 => DevicePrimaryCtxRetain,    "cuDevicePrimaryCtxRetain",     CtxCreate;
     30 => DevicePrimaryCtxRelease,   "cuDevicePrimaryCtxRelease_v2", CtxRelease;
     31 => DevicePrimaryCtxReset,     "cuDevicePrimaryCtxReset_v2",   CtxRelease;
+    // cudart 12.x asks for these at version 7000 and so gets the pre-11.0 entry points.
+    32 => DevicePrimaryCtxReleaseV1, "cuDevicePrimaryCtxRelease",    CtxRelease;
+    33 => DevicePrimaryCtxResetV1,   "cuDevicePrimaryCtxReset",      CtxRelease;
 }
 
 /// Which `EventRec` fields carry an argument for a given function (the rest are zero).

@@ -116,3 +116,16 @@ fn unknown_record_kinds_are_skipped() {
     let (recs, tail, err) = records(&data);
     assert_eq!((recs.len(), tail, err.is_none()), (6, Tail::Clean, true));
 }
+
+#[test]
+fn record_sizes_match_the_documented_layout() {
+    use std::mem::size_of;
+    use vramtrace_trace::record::*;
+    // docs/trace-format.md states these sizes; a change here is a format change.
+    assert_eq!(size_of::<InfoRec>(), 32);
+    assert_eq!(size_of::<ModuleRec>(), 64);
+    assert_eq!(size_of::<StackRec>(), 8);
+    assert_eq!(size_of::<EventRec>(), 96);
+    assert_eq!(size_of::<MarkerRec>(), 24);
+    assert_eq!(size_of::<EndRec>(), 16);
+}

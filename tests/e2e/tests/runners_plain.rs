@@ -1,76 +1,26 @@
-//! Builds the C runner programs in `tests/runners/` against this fake driver and runs each of
-//! them without any shim, checking what they print. Skipped (with a note) when gcc is missing.
-//!
-//! Integration tests do not get a cdylib built for them, so this builds the crate with cargo
-//! itself, into the same target directory and profile.
+//! The C runner programs in `tests/runners/` on the fake driver, without any shim: what they
+//! print is what the shim tests compare traces against, so it must be right on its own.
 
 use std::collections::HashSet;
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use vramtrace_e2e::{calls, env, Call};
 use vramtrace_trace::Api;
 
 struct Built {
+    /// The built runner programs.
     bin: PathBuf,
+    /// Their sources (and cudart12-lookups.txt).
     runners: PathBuf,
 }
 
-/// Builds libcuda.so and the runners once per test process; None when gcc is not installed.
-fn built() -> Option<&'static Built> {
-    static BUILT: OnceLock<Option<Built>> = OnceLock::new();
-    BUILT.get_or_init(build).as_ref()
-}
-
-fn build() -> Option<Built> {
-    if Command::new("gcc")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_err()
-    {
-        eprintln!("gcc not found: skipping the runner tests");
-        return None;
-    }
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let runners = manifest.join("../runners").canonicalize().unwrap();
-    // target/<profile>/deps/<this test> → target/<profile>
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
-    let mut cargo = Command::new(env!("CARGO"));
-    cargo.args(["build", "-p", "vramtrace-fake-cuda"]);
-    if profile_dir.file_name().is_some_and(|n| n == "release") {
-        cargo.arg("--release");
-    }
-    if let Some(target) = profile_dir.parent() {
-        cargo.arg("--target-dir").arg(target);
-    }
-    let st = cargo.status().expect("run cargo");
-    assert!(st.success(), "cargo build -p vramtrace-fake-cuda failed");
-    let so = profile_dir.join("libcuda.so");
-    assert!(so.exists(), "{} was not built", so.display());
-
-    // Inside the target directory: ignored by git, rebuilt in place on every run.
-    let dir = profile_dir.join("fake-cuda-runners");
-    let lib = dir.join("lib");
-    let bin = dir.join("bin");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&lib).unwrap();
-    for name in ["libcuda.so", "libcuda.so.1"] {
-        std::os::unix::fs::symlink(&so, lib.join(name)).unwrap();
-    }
-    let out = Command::new("bash")
-        .arg(runners.join("build.sh"))
-        .arg(&bin)
-        .arg(&lib)
-        .output()
-        .expect("run build.sh");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "build.sh failed:\n{stderr}");
-    assert!(!stderr.contains("warning"), "gcc warnings:\n{stderr}");
-    Some(Built { bin, runners })
+fn built() -> &'static Built {
+    static BUILT: OnceLock<Built> = OnceLock::new();
+    BUILT.get_or_init(|| Built { bin: env().runners.clone(), runners: env().repo.join("tests/runners") })
 }
 
 /// A runner command with a clean environment: no preloads, the fake's defaults.
@@ -95,45 +45,16 @@ fn run(c: &mut Command) -> (Output, String, String) {
     (out, so, se)
 }
 
-/// Parsed `CALL name result=.. size=.. ptr=0x.. handle=0x..` lines.
-#[derive(Debug)]
-struct Call {
-    name: String,
-    result: i32,
-    size: u64,
-    ptr: u64,
-}
-
-fn calls(stdout: &str) -> Vec<Call> {
-    stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix("CALL "))
-        .map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            assert_eq!(f.len(), 5, "malformed line: {l}");
-            let field =
-                |i: usize, key: &str| f[i].strip_prefix(key).unwrap_or_else(|| panic!("{l}"));
-            let hex = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap();
-            Call {
-                name: f[0].to_string(),
-                result: field(1, "result=").parse().unwrap(),
-                size: field(2, "size=").parse().unwrap(),
-                ptr: hex(field(3, "ptr=")),
-            }
-        })
-        .collect()
-}
-
 fn ok_names(cs: &[Call]) -> HashSet<&str> {
     cs.iter()
         .filter(|c| c.result == 0)
-        .map(|c| c.name.as_str())
+        .map(|c| c.api.as_str())
         .collect()
 }
 
 #[test]
 fn linked_and_dlsym_call_every_recorded_function() {
-    let Some(b) = built() else { return };
+    let b = built();
     for name in ["linked", "dlsym"] {
         let (out, so, se) = run(&mut cmd(b, name));
         assert!(out.status.success(), "{name}: {se}");
@@ -146,10 +67,10 @@ fn linked_and_dlsym_call_every_recorded_function() {
                 api.name()
             );
         }
-        let failed: Vec<(&str, i32)> = cs
+        let failed: Vec<(&str, u32)> = cs
             .iter()
             .filter(|c| c.result != 0)
-            .map(|c| (c.name.as_str(), c.result))
+            .map(|c| (c.api.as_str(), c.result))
             .collect();
         assert_eq!(
             failed,
@@ -166,17 +87,19 @@ fn linked_and_dlsym_call_every_recorded_function() {
 
 #[test]
 fn cudart_replay_resolves_through_procaddr() {
-    let Some(b) = built() else { return };
+    let b = built();
     let (out, so, se) = run(cmd(b, "cudart_replay").arg(b.runners.join("cudart12-lookups.txt")));
     assert!(out.status.success(), "{se}");
     assert!(!se.contains("NOTE"), "procaddr and dlsym disagree:\n{se}");
     let cs = calls(&so);
     let lookups = cs
         .iter()
-        .filter(|c| c.name == "cuGetProcAddress_v2")
+        .filter(|c| c.api == "cuGetProcAddress_v2")
         .count();
-    assert_eq!(lookups, 419);
-    assert_eq!(cs[0].name, "cuGetProcAddress_v2");
+    // cudart's 419, then one cudaGetDriverEntryPoint-style lookup for each function it never
+    // asks for (VMM, cuCtxDestroy, cuMemAllocHost, cuCtxCreate_v3/_v4, …).
+    assert_eq!(lookups, 419 + 12);
+    assert_eq!(cs[0].api, "cuGetProcAddress_v2");
     assert_eq!(cs[0].result, 500, "the probe");
     let ok = ok_names(&cs);
     for name in [
@@ -189,15 +112,15 @@ fn cudart_replay_resolves_through_procaddr() {
     }
     // cudart's own versions pick the v1 primary-context release/reset.
     assert!(ok.contains("cuDevicePrimaryCtxRelease"));
-    assert!(
-        !ok.contains("cuMemCreate"),
-        "cudart never looks up VMM functions"
-    );
+    // cudart's list has no VMM function: it comes from the entry-point lookups after it.
+    let first_create = cs.iter().position(|c| c.api == "cuMemCreate").expect("cuMemCreate called");
+    let last_list_lookup = cs.iter().enumerate().filter(|(_, c)| c.api == "cuGetProcAddress_v2").nth(418).unwrap().0;
+    assert!(first_create > last_list_lookup);
 }
 
 #[test]
 fn a_plain_interposer_sees_linked_calls_only() {
-    let Some(b) = built() else { return };
+    let b = built();
     let pre = b.bin.join("libinterposer.so");
     let (out, _, se) = run(cmd(b, "linked").env("LD_PRELOAD", &pre));
     assert!(out.status.success(), "{se}");
@@ -215,7 +138,7 @@ fn a_plain_interposer_sees_linked_calls_only() {
 
 #[test]
 fn llama_shaped_vmm_pool_grows_by_granules() {
-    let Some(b) = built() else { return };
+    let b = built();
     for bin in ["llama_shaped", "llama_shaped_stripped"] {
         let (out, so, se) = run(cmd(b, bin)
             .env("LLAMA_STEPS", "4")
@@ -230,7 +153,7 @@ fn llama_shaped_vmm_pool_grows_by_granules() {
         }
         let cs = calls(&so);
         assert_eq!(
-            (cs[0].name.as_str(), cs[0].result),
+            (cs[0].api.as_str(), cs[0].result),
             ("cuGetProcAddress_v2", 500),
             "probe"
         );
@@ -242,7 +165,7 @@ fn llama_shaped_vmm_pool_grows_by_granules() {
         // (4, 8, 10, 14 MiB) and ends at the smallest multiple of 2 MiB above the last need.
         let creates: Vec<u64> = cs
             .iter()
-            .filter(|c| c.name == "cuMemCreate")
+            .filter(|c| c.api == "cuMemCreate")
             .map(|c| c.size)
             .collect();
         let total: u64 = creates.iter().sum();
@@ -254,22 +177,22 @@ fn llama_shaped_vmm_pool_grows_by_granules() {
         assert!(creates.iter().all(|s| s % (2 << 20) == 0));
         let reserves: Vec<&Call> = cs
             .iter()
-            .filter(|c| c.name == "cuMemAddressReserve")
+            .filter(|c| c.api == "cuMemAddressReserve")
             .collect();
         assert_eq!(reserves.len(), 1);
         assert_eq!(reserves[0].size, 32 << 30);
-        let unmaps: Vec<&Call> = cs.iter().filter(|c| c.name == "cuMemUnmap").collect();
+        let unmaps: Vec<&Call> = cs.iter().filter(|c| c.api == "cuMemUnmap").collect();
         assert_eq!(unmaps.len(), 1, "one unmap of the whole pool");
         assert_eq!((unmaps[0].ptr, unmaps[0].size), (reserves[0].ptr, total));
         // Every device allocation is freed at teardown.
         let allocs: Vec<u64> = cs
             .iter()
-            .filter(|c| c.name == "cuMemAlloc_v2")
+            .filter(|c| c.api == "cuMemAlloc_v2")
             .map(|c| c.ptr)
             .collect();
         let frees: HashSet<u64> = cs
             .iter()
-            .filter(|c| c.name == "cuMemFree_v2")
+            .filter(|c| c.api == "cuMemFree_v2")
             .map(|c| c.ptr)
             .collect();
         assert_eq!(allocs.len(), 4, "weights, KV, compute, cuBLAS workspace");
@@ -279,15 +202,15 @@ fn llama_shaped_vmm_pool_grows_by_granules() {
 
 #[test]
 fn llama_shaped_legacy_pool_and_oom_abort() {
-    let Some(b) = built() else { return };
+    let b = built();
     let (out, so, se) = run(cmd(b, "llama_shaped")
         .env("LLAMA_NO_VMM", "1")
         .env("LLAMA_STEPS", "3"));
     assert!(out.status.success(), "{se}");
     let cs = calls(&so);
-    assert!(!cs.iter().any(|c| c.name.starts_with("cuMemCreate")));
+    assert!(!cs.iter().any(|c| c.api.starts_with("cuMemCreate")));
     // weights, KV, compute, 3 pool buffers (each step needs more than any cached one), cuBLAS.
-    assert_eq!(cs.iter().filter(|c| c.name == "cuMemAlloc_v2").count(), 7);
+    assert_eq!(cs.iter().filter(|c| c.api == "cuMemAlloc_v2").count(), 7);
 
     for vmm in [true, false] {
         let mut c = cmd(b, "llama_shaped");
@@ -301,7 +224,7 @@ fn llama_shaped_legacy_pool_and_oom_abort() {
         let failing = if vmm { "cuMemCreate" } else { "cuMemAlloc_v2" };
         let cs = calls(&so);
         assert!(
-            cs.iter().any(|c| c.name == failing && c.result == 2),
+            cs.iter().any(|c| c.api == failing && c.result == 2),
             "vmm={vmm}"
         );
     }
@@ -309,14 +232,14 @@ fn llama_shaped_legacy_pool_and_oom_abort() {
 
 #[test]
 fn fork_exec_crash_and_threads() {
-    let Some(b) = built() else { return };
+    let b = built();
     let (out, so, se) = run(&mut cmd(b, "forker"));
     assert!(out.status.success(), "{se}");
     assert!(so.contains("FORK child=") && so.contains("CHILD pid="));
     assert_eq!(
         calls(&so)
             .iter()
-            .filter(|c| c.name == "cuMemAlloc_v2")
+            .filter(|c| c.api == "cuMemAlloc_v2")
             .count(),
         3
     );
@@ -335,7 +258,7 @@ fn fork_exec_crash_and_threads() {
     assert_eq!(
         calls(&so)
             .iter()
-            .filter(|c| c.name == "cuMemAlloc_v2")
+            .filter(|c| c.api == "cuMemAlloc_v2")
             .count(),
         3
     );
