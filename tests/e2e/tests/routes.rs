@@ -119,3 +119,29 @@ fn stack_depth_zero_turns_stacks_off() {
     assert!(t.events.iter().all(|e| e.stack_id == 0));
     assert!(t.stacks.is_empty() && t.modules.is_empty());
 }
+
+/// The fast unwinder (framehop, cached CFI) must give exactly the stacks libgcc's `backtrace()`
+/// gives, on a program with deep, frame-pointer-free and frame-pointer code alike. Both runs have
+/// address randomization off (`setarch -R`), so the addresses themselves must match.
+#[test]
+fn fast_unwinder_matches_libgcc_backtrace() {
+    let arch = std::env::consts::ARCH;
+    for name in ["linked", "llama_shaped", "cudart_replay"] {
+        let lookups = env().repo.join("tests/runners/cudart12-lookups.txt");
+        let stacks = |unwinder: &str| {
+            let mut c = command(std::path::Path::new("setarch"), &[arch, "-R", runner(name).to_str().unwrap(), lookups.to_str().unwrap()]);
+            c.env("VRAMTRACE_UNWINDER", unwinder).env("LLAMA_STEPS", "2");
+            let run = traced(c);
+            assert!(run.output.status.success(), "{}", run.stderr());
+            let t = run.trace();
+            t.events.iter().map(|e| t.stacks.get(&e.stack_id).cloned().unwrap_or_default()).collect::<Vec<_>>()
+        };
+        let fast = stacks("framehop");
+        let slow = stacks("libgcc");
+        assert_eq!(fast.len(), slow.len());
+        assert!(fast.iter().all(|s| s.len() >= 3), "{name}: real stacks");
+        for (i, (f, s)) in fast.iter().zip(&slow).enumerate() {
+            assert_eq!(f, s, "{name}: event {i}\nframehop {f:x?}\nlibgcc   {s:x?}");
+        }
+    }
+}
