@@ -5,6 +5,7 @@
 mod events;
 mod report;
 mod run;
+mod sweep;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -23,6 +24,8 @@ enum Cmd {
     Run(run::RunArgs),
     /// Analyze traces: peak by category, OOM verdicts, top call sites, anomalies.
     Report(report::ReportArgs),
+    /// Measure memory growth per token of context against an OpenAI-compatible server.
+    Sweep(sweep::SweepArgs),
     /// Print every recorded event, one per line.
     Events {
         /// Trace files (.vtr) or directories of them.
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
     let r = match cli.cmd {
         Cmd::Run(args) => run::run(args),
         Cmd::Report(args) => report::report(args),
+        Cmd::Sweep(args) => sweep::sweep(args),
         Cmd::Events { paths, json, no_symbols } => events::events(&paths, json, !no_symbols),
     };
     match r {

@@ -49,7 +49,7 @@ fn options(rules: Option<&Path>, vram: Option<u64>) -> Result<Options, String> {
 pub fn summary(paths: &[PathBuf]) -> Result<String, String> {
     let loaded = load(paths).map_err(|e| e.to_string())?;
     let report = analyze(&loaded, &Options::default());
-    Ok(format!("{:?}", report.schema_version))
+    Ok(vramtrace_viewer::text::terminal_summary(&report))
 }
 
 pub fn report(args: ReportArgs) -> Result<ExitCode, String> {
@@ -59,7 +59,7 @@ pub fn report(args: ReportArgs) -> Result<ExitCode, String> {
         eprintln!("vramtrace: warning: {w}");
     }
     let report = analyze(&loaded, &opts);
-    print!("{}", format!("{:?}", report.schema_version));
+    print!("{}", vramtrace_viewer::text::terminal_summary(&report));
     if let Some(path) = &args.json {
         let f = std::fs::File::create(path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         serde_json::to_writer_pretty(std::io::BufWriter::new(f), &report).map_err(|e| format!("{}: {e}", path.display()))?;
