@@ -50,6 +50,8 @@ const LOG_BEFORE_NS: u64 = 120_000_000_000;
 const LOG_AFTER_NS: u64 = 1_000_000_000;
 const VLLM_WINDOW_NS: u64 = 300_000_000_000;
 const GROWTH_LABELS: [&str; 3] = ["tokens", "n_tokens", "prompt_tokens"];
+/// Markers that open a step whose token count a later tokens marker gives.
+const STEP_START_LABELS: [&str; 2] = ["step_start", "request_start"];
 /// Larger sizes (4 PiB) are corruption or garbage out-params, not memory: such events become
 /// anomalies. The cap also keeps every byte delta within i64.
 const MAX_PLAUSIBLE: u64 = 1 << 52;
@@ -357,6 +359,14 @@ struct PeakTrack {
     journaling: bool,
 }
 
+struct GrowthOomState {
+    t: u64,
+    step: Option<i64>,
+    last_done: Option<i64>,
+    /// The failure happened after a step-start marker: the closing tokens marker names the step.
+    awaiting_close: bool,
+}
+
 struct RecState {
     readings: u64,
     samples: Vec<RecSample>,
@@ -384,8 +394,12 @@ struct Scope {
     peak: PeakTrack,
     tl: Timeline,
     hist: VecDeque<(u64, Cats)>,
+    /// Highest state since the current growth step began, and whether an allocation failed
+    /// with out-of-memory in it (such a step is not a sample).
     interval: (u64, Cats),
+    interval_failed: bool,
     growth: Vec<(u64, i64, u64, Cats)>,
+    growth_oom: Option<GrowthOomState>,
     capacity: Option<u64>,
     capacity_source: &'static str,
     rec: RecState,
@@ -393,7 +407,6 @@ struct Scope {
     vmm_mapped_peak: u64,
     pool_retained_peak: (u64, u64),
     bfc_max: (f64, u64),
-    first_oom_t: Option<u64>,
     touched: bool,
 }
 
@@ -419,7 +432,9 @@ impl Scope {
             tl: Timeline::new(start, end, points),
             hist,
             interval: (0, [0; NCAT]),
+            interval_failed: false,
             growth: Vec::new(),
+            growth_oom: None,
             capacity: None,
             capacity_source: "unknown",
             rec: RecState { readings: 0, samples: Vec::new(), stride: 1, last: 0, min: u64::MAX, max: 0, exceeds: 0 },
@@ -427,7 +442,6 @@ impl Scope {
             vmm_mapped_peak: 0,
             pool_retained_peak: (0, 0),
             bfc_max: (0.0, 0),
-            first_oom_t: None,
             touched: false,
         }
     }
@@ -609,6 +623,11 @@ pub(crate) struct Engine<'a> {
     vllm_arms: Vec<u64>,
     vllm_next: usize,
     vllm: Option<(u64, Option<u64>)>,
+    /// A tokens marker announcing the step that follows it: (time, tokens).
+    growth_open: Option<(u64, i64)>,
+    /// A step-start marker whose tokens marker has not come yet.
+    growth_start: Option<u64>,
+    last_done_tokens: Option<i64>,
     ooms: Vec<Oom>,
     leaks: BTreeMap<(u32, i32, LeakKind, u32), (u64, u64)>,
     anomalies: Anomalies,
@@ -659,6 +678,9 @@ impl<'a> Engine<'a> {
             vllm_arms: Vec::new(),
             vllm_next: 0,
             vllm: None,
+            growth_open: None,
+            growth_start: None,
+            last_done_tokens: None,
             ooms: Vec::new(),
             leaks: BTreeMap::new(),
             anomalies: Anomalies::default(),
@@ -995,10 +1017,24 @@ impl<'a> Engine<'a> {
         }
         if GROWTH_LABELS.contains(&m.label.as_str()) {
             let tokens = m.value;
-            for s in self.scopes.iter_mut().filter(|s| s.dev != HOST && s.dev != ALL) {
-                s.growth.push((t, tokens, s.interval.0, s.interval.1));
-                s.interval = (s.total, s.cat);
+            if self.growth_start.take().is_some() {
+                // step_start … tokens: the marker closes the step it names.
+                self.close_growth(t, tokens);
+            } else {
+                // A tokens marker alone announces the step that follows it (how a runner marks
+                // a batch before decoding it); it runs until the next growth marker.
+                if let Some((t0, tok)) = self.growth_open.take() {
+                    self.close_growth(t0, tok);
+                }
+                self.growth_open = Some((t, tokens));
+                self.open_growth();
             }
+        } else if STEP_START_LABELS.contains(&m.label.as_str()) {
+            if let Some((t0, tok)) = self.growth_open.take() {
+                self.close_growth(t0, tok);
+            }
+            self.growth_start = Some(t);
+            self.open_growth();
         } else if let Some(name) = m.label.strip_prefix("phase:") {
             if let Some(c) = Category::from_name(name) {
                 let open = m.value != 0;
@@ -1012,6 +1048,34 @@ impl<'a> Engine<'a> {
                     phases.remove(pos);
                 }
             }
+        }
+    }
+
+    fn open_growth(&mut self) {
+        for s in self.scopes.iter_mut().filter(|s| s.dev != HOST && s.dev != ALL) {
+            s.interval = (s.total, s.cat);
+            s.interval_failed = false;
+        }
+    }
+
+    /// Ends a growth step: each GPU gets a sample (its peak during the step) unless an
+    /// allocation failed for lack of memory during it.
+    fn close_growth(&mut self, t: u64, tokens: i64) {
+        let mut any_failed = false;
+        for s in self.scopes.iter_mut().filter(|s| s.dev != HOST && s.dev != ALL) {
+            if s.interval_failed {
+                any_failed = true;
+                if let Some(o) = s.growth_oom.as_mut().filter(|o| o.awaiting_close) {
+                    o.step = Some(tokens);
+                    o.awaiting_close = false;
+                }
+            } else {
+                s.growth.push((t, tokens, s.interval.0, s.interval.1));
+            }
+            s.interval_failed = false;
+        }
+        if !any_failed {
+            self.last_done_tokens = Some(tokens);
         }
     }
 
@@ -1635,8 +1699,16 @@ impl<'a> Engine<'a> {
         };
         let si = self.scope(dev);
         let s = &mut self.scopes[si];
-        if e.result == CUDA_ERROR_OUT_OF_MEMORY && s.first_oom_t.is_none() {
-            s.first_oom_t = Some(t);
+        if e.result == CUDA_ERROR_OUT_OF_MEMORY && !host {
+            s.interval_failed = true;
+            if s.growth_oom.is_none() {
+                s.growth_oom = Some(GrowthOomState {
+                    t,
+                    step: self.growth_open.map(|g| g.1),
+                    last_done: self.last_done_tokens,
+                    awaiting_close: self.growth_start.is_some(),
+                });
+            }
         }
         let cats = s.cat;
         let traced = s.total.saturating_sub(cats[Category::Runtime.index()]);
@@ -1679,10 +1751,11 @@ impl<'a> Engine<'a> {
                 Some(f) => (
                     Verdict::Exhausted,
                     format!(
-                        "{} free + {} retained by pools < {} requested: the device was full ({} traced, {} runtime{})",
+                        "{} free + {} retained by pools < {} requested (short by {}): the device was full ({} traced, {} runtime{})",
                         gib(f),
                         gib(retained),
                         gib(need),
+                        gib(need - f.saturating_add(retained)),
                         gib(traced),
                         gib(cats[Category::Runtime.index()]),
                         grew_most.as_ref().map(|g| format!("; {} grew by {} in the last {:.1} s", g.category, gib(g.bytes), g.window_ns as f64 / 1e9)).unwrap_or_default()
@@ -1850,6 +1923,9 @@ impl<'a> Engine<'a> {
     }
 
     fn finish(mut self) -> Report {
+        if let Some((t0, tok)) = self.growth_open.take() {
+            self.close_growth(t0, tok);
+        }
         // Settle what is still pending.
         for si in 0..self.scopes.len() {
             let t = self.end.max(self.now);
@@ -2044,7 +2120,7 @@ impl<'a> Engine<'a> {
 
     fn growth_report(&self, dev: i32, si: usize) -> Option<GrowthReport> {
         let s = &self.scopes[si];
-        if s.growth.is_empty() {
+        if s.growth.is_empty() && s.growth_oom.is_none() {
             return None;
         }
         let mut labels: Vec<String> = self.markers.iter().filter(|m| GROWTH_LABELS.contains(&m.label.as_str())).map(|m| m.label.clone()).collect();
@@ -2073,10 +2149,11 @@ impl<'a> Engine<'a> {
             (Some(f), Some(cap)) => crate::growth::predict_max_tokens(f, cap),
             _ => None,
         };
-        let oom = s.first_oom_t.map(|t| {
-            let before = self.markers.iter().filter(|m| m.t <= t && GROWTH_LABELS.contains(&m.label.as_str())).last().map(|m| m.value);
-            let after = self.markers.iter().find(|m| m.t > t && GROWTH_LABELS.contains(&m.label.as_str())).map(|m| m.value);
-            GrowthOom { t_ns: t, t_rel_ns: self.rel(t), after_tokens: before, next_tokens: after }
+        let oom = s.growth_oom.as_ref().map(|o| GrowthOom {
+            t_ns: o.t,
+            t_rel_ns: self.rel(o.t),
+            step_tokens: o.step,
+            last_completed_tokens: o.last_done,
         });
         Some(GrowthReport {
             device: dev,

@@ -430,7 +430,7 @@ pub struct GrowthPoint {
     pub t_ns: u64,
     pub t_rel_ns: u64,
     pub tokens: i64,
-    /// Peak VRAM since the previous tokens marker (runtime included).
+    /// Peak VRAM during the step (runtime included).
     pub total_bytes: u64,
     pub by_category: Categories,
 }
@@ -439,10 +439,11 @@ pub struct GrowthPoint {
 pub struct GrowthOom {
     pub t_ns: u64,
     pub t_rel_ns: u64,
-    /// Tokens of the last marker before the failure (the last step that completed).
-    pub after_tokens: Option<i64>,
-    /// Tokens of the first marker after it, if the run went on.
-    pub next_tokens: Option<i64>,
+    /// Tokens of the step during which the first out-of-memory failure happened (`null` when it
+    /// happened outside any step).
+    pub step_tokens: Option<i64>,
+    /// Tokens of the last step that completed without such a failure.
+    pub last_completed_tokens: Option<i64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -537,15 +537,19 @@ fn growth_fit_recovers_slope_and_predicts_max_context() {
     let mut mapped = 0u64;
     let mut h = 1u64;
     for tokens in [256u64, 512, 1024, 2048, 4096] {
-        // The pool grows to tokens × per_token during the request, then the marker.
+        // As a runner marks a batch before decoding it: the marker, then the pool grows to
+        // tokens × per_token while the batch runs.
+        t.marker(MS, "tokens", tokens as i64);
         let need = tokens * per_token;
         t.create(h, need - mapped, pool);
         t.map(va + mapped, need - mapped, h);
         t.release(h);
+        t.free(0x99_0000_0000); // noise: an unknown free in between
         h += 1;
         mapped = need;
-        t.marker(MS, "tokens", tokens as i64);
     }
+    // The next step does not fit: not a sample, but the step of the OOM.
+    t.marker(MS, "tokens", 8192);
     t.ev(MS, Api::MemCreate, |e| {
         e.size = 8 * GIB;
         e.result = 2;
@@ -570,7 +574,7 @@ fn growth_fit_recovers_slope_and_predicts_max_context() {
     assert_eq!(g.capacity_bytes, Some(8 * GIB));
     assert_eq!(g.predicted_max_tokens, Some((8 * GIB - GIB - 256 * MIB) / per_token));
     let oom = g.oom.as_ref().unwrap();
-    assert_eq!((oom.after_tokens, oom.next_tokens), (Some(4096), None));
+    assert_eq!((oom.step_tokens, oom.last_completed_tokens), (Some(8192), Some(4096)));
 
     // --vram overrides the capacity.
     let r = run_named(&[dir.path().join("vramtrace-800.vtr")], &names(), &Options { vram: Some(4 * GIB), ..Options::default() });
@@ -582,8 +586,14 @@ fn growth_from_sidecar_markers() {
     let dir = TempDir::new("sidecar");
     let mut t = Tr::new(801);
     let mut lines = Vec::new();
+    // As `sweep` does when the exact count comes with the response: request_start before the
+    // request, prompt_tokens after it.
     for (i, tokens) in [100u64, 200, 400].into_iter().enumerate() {
+        lines.push(format!("{{\"t_ns\":{},\"label\":\"request_start\",\"value\":0}}", t.t + MS));
+        t.at(t.t + 2 * MS);
         t.alloc(0x10_0000_0000 + i as u64 * 0x1000_0000, if i == 0 { 100 * 4096 } else { tokens / 2 * 4096 }, 0);
+        t.alloc(0x20_0000_0000, 4096 * 1000, 0); // transient during the request: part of its peak
+        t.free(0x20_0000_0000);
         lines.push(format!("{{\"t_ns\":{},\"label\":\"prompt_tokens\",\"value\":{tokens}}}", t.t + MS));
         t.at(t.t + 2 * MS);
     }
@@ -591,11 +601,11 @@ fn growth_from_sidecar_markers() {
     t.write(dir.path());
     std::fs::write(dir.path().join("markers-sweep.jsonl"), lines.join("\n")).unwrap();
     let r = analyze(&load_traces(&[dir.path().to_path_buf()]).unwrap(), &Options::default());
-    assert_eq!(r.markers.len(), 3);
+    assert_eq!(r.markers.len(), 6);
     assert!(r.markers.iter().all(|m| m.source == "sidecar" && m.pid.is_none()));
     let g = &r.growth[0];
     let totals: Vec<u64> = g.points.iter().map(|p| p.total_bytes).collect();
-    assert_eq!(totals, vec![100 * 4096, 200 * 4096, 400 * 4096]);
+    assert_eq!(totals, vec![1100 * 4096, 1200 * 4096, 1400 * 4096]);
     let f = g.total_fit.as_ref().unwrap();
     assert!((f.slope_bytes_per_token - 4096.0).abs() < 1e-6, "{f:?}");
     assert_eq!(g.predicted_max_tokens, None, "no capacity known");

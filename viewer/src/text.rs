@@ -150,12 +150,9 @@ pub fn terminal_summary(r: &Report) -> String {
             let _ = writeln!(o, "  total {:.0} bytes/token{pred}{rt}", t.slope_bytes_per_token);
         }
         if let Some(oom) = &g.oom {
-            let _ = writeln!(
-                o,
-                "  out of memory at +{} after the {} token step",
-                secs(oom.t_rel_ns),
-                oom.after_tokens.map_or("first".to_string(), |t| t.to_string())
-            );
+            let step = oom.step_tokens.map_or("outside any token step".to_string(), |t| format!("in the {t} token step"));
+            let done = oom.last_completed_tokens.map_or(String::new(), |t| format!(" (last step completed: {t} tokens)"));
+            let _ = writeln!(o, "  out of memory at +{} {step}{done}", secs(oom.t_rel_ns));
         }
     }
 

@@ -1,0 +1,186 @@
+//! Small formatting helpers shared by the charts, the HTML and the Markdown.
+
+use vramtrace_analyzer::Report;
+
+pub use vramtrace_analyzer::fmt_bytes;
+
+const KIB: f64 = 1024.0;
+
+/// A binary byte unit picked from the data, so axes read "12 GiB", not "12884901888".
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ByteUnit {
+    pub name: &'static str,
+    pub div: f64,
+}
+
+impl ByteUnit {
+    /// The largest unit in which `max_bytes` is at least 1 (B, KiB, MiB, GiB, TiB).
+    pub fn for_max(max_bytes: f64) -> ByteUnit {
+        const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+        let mut i = 0;
+        let mut div = 1.0;
+        while i < U.len() - 1 && max_bytes >= div * KIB {
+            div *= KIB;
+            i += 1;
+        }
+        ByteUnit { name: U[i], div }
+    }
+
+    pub fn v(&self, bytes: f64) -> f64 {
+        bytes / self.div
+    }
+}
+
+/// A time unit for the x axis of timelines.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TimeUnit {
+    pub name: &'static str,
+    pub div: f64,
+}
+
+impl TimeUnit {
+    pub fn for_span(span_ns: u64) -> TimeUnit {
+        if span_ns < 2_000_000_000 {
+            TimeUnit { name: "ms", div: 1e6 }
+        } else if span_ns < 600_000_000_000 {
+            TimeUnit { name: "s", div: 1e9 }
+        } else {
+            TimeUnit { name: "min", div: 60e9 }
+        }
+    }
+
+    pub fn v(&self, ns: u64) -> f64 {
+        ns as f64 / self.div
+    }
+}
+
+/// Seconds with milliseconds, the time format of every table.
+pub fn secs(ns: u64) -> String {
+    format!("{:.3} s", ns as f64 / 1e9)
+}
+
+/// Integer with thousands separators (`12,345`).
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+pub fn pct(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        "–".into()
+    } else {
+        format!("{:.1}%", part as f64 * 100.0 / whole as f64)
+    }
+}
+
+/// Bytes per token, in the unit that keeps the number readable (`34.0 KiB/token`).
+pub fn per_token(bytes_per_token: f64) -> String {
+    let sign = if bytes_per_token < 0.0 { "−" } else { "" };
+    let b = bytes_per_token.abs();
+    let u = ByteUnit::for_max(b);
+    if u.div == 1.0 {
+        format!("{sign}{b:.0} B/token")
+    } else {
+        format!("{sign}{:.1} {}/token", u.v(b), u.name)
+    }
+}
+
+/// Cuts `s` to `n` characters with an ellipsis.
+pub fn clip(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let mut c: String = s.chars().take(n.saturating_sub(1)).collect();
+        c.push('…');
+        c
+    }
+}
+
+/// The function part of a displayed frame (`func (file:line) [module+0xoff]` → `func`).
+pub fn frame_function(frame: &str) -> &str {
+    let end = [frame.find(" ("), frame.find(" [")].into_iter().flatten().min().unwrap_or(frame.len());
+    frame[..end].trim()
+}
+
+/// A short description of a call site: the frame the rule matched when there is one (that is
+/// the frame that explains the category), else the innermost frame, else the site key.
+pub fn site_label(r: &Report, site: usize, rule: &str) -> String {
+    let decided = r.attribution.iter().find(|a| a.site == site && a.rule == rule).and_then(|a| a.frame.clone());
+    let s = r.sites.iter().find(|s| s.id == site).or_else(|| r.sites.get(site));
+    decided
+        .or_else(|| s.and_then(|s| s.frames.first().cloned()))
+        .or_else(|| s.map(|s| s.key.clone()).filter(|k| !k.is_empty()))
+        .unwrap_or_else(|| format!("site {site}"))
+}
+
+/// The frames of a site, innermost first (empty when unknown).
+pub fn site_frames(r: &Report, site: usize) -> &[String] {
+    r.sites.iter().find(|s| s.id == site).or_else(|| r.sites.get(site)).map(|s| s.frames.as_slice()).unwrap_or(&[])
+}
+
+/// Quotes one argument for a POSIX shell when it needs it.
+pub fn shell_quote(a: &str) -> String {
+    let plain = !a.is_empty() && a.bytes().all(|b| b.is_ascii_alphanumeric() || b"_./:=,@+-%".contains(&b));
+    if plain {
+        a.to_string()
+    } else {
+        format!("'{}'", a.replace('\'', r"'\''"))
+    }
+}
+
+pub fn shell_join(args: &[String]) -> String {
+    args.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" ")
+}
+
+/// The first traced process: the one whose parent is not traced (earliest start among those).
+pub fn root_process(r: &Report) -> Option<&vramtrace_analyzer::ProcessReport> {
+    let pids: Vec<u32> = r.processes.iter().map(|p| p.pid).collect();
+    r.processes.iter().filter(|p| !pids.contains(&p.ppid)).min_by_key(|p| p.start_ns).or_else(|| r.processes.first())
+}
+
+/// `vramtrace run -- <command line of the root process>`, the default reproduce line.
+pub fn default_repro(r: &Report) -> String {
+    match root_process(r) {
+        Some(p) if !p.cmdline.is_empty() => format!("vramtrace run -- {}", shell_join(&p.cmdline)),
+        Some(p) if !p.exe.is_empty() => format!("vramtrace run -- {}", shell_quote(&p.exe)),
+        _ => "vramtrace run -- <command>".to_string(),
+    }
+}
+
+/// Escapes text for HTML element content and attribute values.
+pub fn html_escape(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 8);
+    for ch in s.chars() {
+        match ch {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            // Control characters from a hostile command line would make the page invalid.
+            c if c.is_control() && c != '\n' && c != '\t' => o.push('\u{FFFD}'),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+/// Characters the embedded PNG font has (see assets/README.md); others would draw as boxes.
+pub fn font_has(c: char) -> bool {
+    matches!(c as u32,
+        0x20..=0x7E | 0xA0..=0x17F | 0x2010..=0x2027 | 0x2030..=0x203A | 0x2190..=0x2193
+        | 0x2212 | 0x2248 | 0x2260 | 0x2264 | 0x2265 | 0x221E | 0x25A0 | 0x25B2 | 0x25BC
+        | 0x25C6 | 0x25CF | 0x2715 | 0x2713 | 0xFFFD)
+}
+
+/// Replaces characters the embedded font lacks with `?`, and control characters with spaces.
+pub fn font_safe(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { ' ' } else if font_has(c) { c } else { '?' }).collect()
+}
