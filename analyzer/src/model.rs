@@ -257,6 +257,8 @@ struct Proc {
     ctx_count: FastMap<i32, i64>,
     ctx_dev: FastMap<u64, i32>,
     phases: Vec<Category>,
+    /// Devices on which the cuBLAS workspace size fingerprint was used already.
+    workspace_seen: Vec<i32>,
     last_t: u64,
     cat: Cats,
     total: u64,
@@ -737,6 +739,7 @@ impl<'a> Engine<'a> {
                 ctx_count: FastMap::default(),
                 ctx_dev: FastMap::default(),
                 phases: Vec::new(),
+                workspace_seen: Vec::new(),
                 last_t: 0,
                 cat: [0; NCAT],
                 total: 0,
@@ -1134,6 +1137,13 @@ impl<'a> Engine<'a> {
             }
         }
         if self.ggml_runner {
+            // Size fingerprint: ggml creates one cuBLAS handle per device, whose workspace is
+            // 4 MiB (32 MiB on Hopper) — sizes ggml's own pools practically never produce.
+            if kind != ApiKind::Create && (e.size == 4 * MIB || e.size == 32 * MIB) && !self.procs[fi].workspace_seen.contains(&dev) {
+                self.procs[fi].workspace_seen.push(dev);
+                let o = self.intern.origin(sa.site, "heuristic:cublas_workspace_size", RuleSource::Heuristic, Category::Workspace, None);
+                return (o, Category::Workspace);
+            }
             if kind == ApiKind::Create {
                 let o = self.intern.origin(sa.site, "heuristic:ggml_vmm_pool", RuleSource::Heuristic, Category::ScratchPool, None);
                 return (o, Category::ScratchPool);

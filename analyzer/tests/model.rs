@@ -296,6 +296,8 @@ fn stripped_runner_attributed_by_log_lines() {
     t.map(0x7f00_0000_0000, 64 * MIB, 1);
     t.release(1);
     t.alloc(0x14_0000_0000, 8 * MIB, 0); // legacy-pool style buffer during decode
+    t.alloc(0x15_0000_0000, 4 * MIB, 0); // cuBLAS workspace, by its size
+    t.alloc(0x16_0000_0000, 4 * MIB, 0); // only one per device: this one is pool
     t.end();
     t.write(dir.path());
     std::fs::write(dir.path().join("output-400.jsonl"), lines.join("\n") + "\nnot json\n").unwrap();
@@ -304,14 +306,16 @@ fn stripped_runner_attributed_by_log_lines() {
     assert_eq!(c.weights, model);
     assert_eq!(c.kv_cache, 512 * MIB);
     assert_eq!(c.compute, compute);
-    assert_eq!(c.scratch_pool, 64 * MIB + 8 * MIB);
+    assert_eq!(c.scratch_pool, 64 * MIB + 8 * MIB + 4 * MIB);
+    assert_eq!(c.workspace, 4 * MIB);
+    assert_eq!(at_peak(&r, "heuristic:cublas_workspace_size"), 4 * MIB);
     assert_eq!(c.unknown, 123 * MIB);
     assert_eq!(r.host.peak_bytes, 16 * MIB + 10486);
     assert_eq!(at_peak(&r, "log:model_buffer"), model);
     assert_eq!(at_peak(&r, "log:kv_buffer"), 512 * MIB);
     assert_eq!(at_peak(&r, "log:compute_buffer"), compute);
     assert_eq!(at_peak(&r, "heuristic:ggml_vmm_pool"), 64 * MIB);
-    assert_eq!(at_peak(&r, "heuristic:ggml_after_setup"), 8 * MIB);
+    assert_eq!(at_peak(&r, "heuristic:ggml_after_setup"), 12 * MIB);
     assert_eq!(r.log_lines.len(), 3, "host and CPU buffer lines are not device lines");
     assert!(r.log_lines.iter().all(|l| l.matched.is_some()));
     assert!(r.warnings.iter().any(|w| w.contains("output-400.jsonl") && w.contains("1 unreadable")), "{:?}", r.warnings);
