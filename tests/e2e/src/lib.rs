@@ -232,3 +232,31 @@ pub fn normalized(stdout: &[u8]) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// `vramtrace run --out <tmp> -- program args` with extra environment; returns the output
+/// directory (kept alive by the TempDir) and the run's output.
+pub fn vramtrace_run(program: &Path, args: &[&str], envs: &[(&str, &str)]) -> (tempfile::TempDir, Output) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Command::new(&env().vramtrace);
+    c.arg("run").arg("--out").arg(dir.path()).arg("--").arg(program).args(args);
+    c.env("LD_LIBRARY_PATH", &env().fake_dir).env_remove("LD_PRELOAD");
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    let out = c.output().expect("vramtrace run");
+    (dir, out)
+}
+
+/// `vramtrace report PATH --json FILE [extra]`, parsed.
+pub fn report_json(path: &Path, extra: &[&str]) -> serde_json::Value {
+    let json = path.join("report-test.json");
+    let out = Command::new(&env().vramtrace).arg("report").arg(path).arg("--json").arg(&json).args(extra).output().unwrap();
+    assert!(out.status.success(), "vramtrace report failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap()
+}
+
+/// The device's categories at its peak, as (name, bytes) pairs.
+pub fn peak_categories(report: &serde_json::Value, device: i64) -> BTreeMap<String, u64> {
+    let dev = report["devices"].as_array().unwrap().iter().find(|d| d["device"] == device).expect("device in report");
+    dev["peak"]["by_category"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_u64().unwrap())).collect()
+}
