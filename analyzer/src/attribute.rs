@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// The categories of device (and pinned host) memory, exactly as named in the report.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Category {
     Weights,
@@ -23,6 +23,7 @@ pub enum Category {
     FrameworkCache,
     HostPinned,
     Runtime,
+    #[default]
     Unknown,
 }
 

@@ -40,7 +40,7 @@ pub fn fit(xs: &[f64], ys: &[f64]) -> Option<Fit> {
 /// Tokens at which `intercept + slope·tokens` reaches `capacity`; `None` when memory does not
 /// grow with tokens, `Some(0)` when the intercept alone exceeds the capacity.
 pub fn predict_max_tokens(f: &Fit, capacity: u64) -> Option<u64> {
-    if !(f.slope_bytes_per_token > 0.0) || !f.slope_bytes_per_token.is_finite() || !f.intercept_bytes.is_finite() {
+    if f.slope_bytes_per_token.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) || !f.slope_bytes_per_token.is_finite() || !f.intercept_bytes.is_finite() {
         return None;
     }
     let t = (capacity as f64 - f.intercept_bytes) / f.slope_bytes_per_token;

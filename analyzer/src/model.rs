@@ -949,8 +949,7 @@ impl<'a> Engine<'a> {
         }
         while let Some(Reverse((_, _, src))) = heap.pop() {
             let src = src as usize;
-            loop {
-                let Some(item) = heads[src].take() else { break };
+            while let Some(item) = heads[src].take() {
                 self.handle(item);
                 let next = if src < nfiles {
                     next_of(&mut sources[src])
@@ -1661,7 +1660,7 @@ impl<'a> Engine<'a> {
             if traced > used {
                 r.exceeds += 1;
             }
-            if (r.readings - 1) % r.stride == 0 {
+            if (r.readings - 1).is_multiple_of(r.stride) {
                 r.samples.push(RecSample {
                     t_ns: t,
                     t_rel_ns: t.saturating_sub(start),

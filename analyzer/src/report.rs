@@ -139,12 +139,6 @@ pub struct SiteBytes {
     pub bytes: u64,
 }
 
-impl Default for Category {
-    fn default() -> Self {
-        Category::Unknown
-    }
-}
-
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PidBytes {
     pub pid: u32,

@@ -539,8 +539,7 @@ fn growth_fit_recovers_slope_and_predicts_max_context() {
     let va = 0x7f00_0000_0000u64;
     t.reserve(va, 32 * GIB);
     let mut mapped = 0u64;
-    let mut h = 1u64;
-    for tokens in [256u64, 512, 1024, 2048, 4096] {
+    for (h, tokens) in (1u64..).zip([256u64, 512, 1024, 2048, 4096]) {
         // As a runner marks a batch before decoding it: the marker, then the pool grows to
         // tokens × per_token while the batch runs.
         t.marker(MS, "tokens", tokens as i64);
@@ -549,7 +548,6 @@ fn growth_fit_recovers_slope_and_predicts_max_context() {
         t.map(va + mapped, need - mapped, h);
         t.release(h);
         t.free(0x99_0000_0000); // noise: an unknown free in between
-        h += 1;
         mapped = need;
     }
     // The next step does not fit: not a sample, but the step of the OOM.
