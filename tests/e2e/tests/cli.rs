@@ -1,0 +1,130 @@
+//! The `vramtrace` command line: exit codes, pass-through, JSON schemas, one-line errors.
+
+use std::process::Command;
+use vramtrace_e2e::*;
+
+fn vt(args: &[&str]) -> std::process::Output {
+    Command::new(&env().vramtrace).args(args).env("LD_LIBRARY_PATH", &env().fake_dir).output().unwrap()
+}
+
+#[test]
+fn run_returns_the_exit_code_and_passes_output_through() {
+    let (dir, out) = vramtrace_run(std::path::Path::new("sh"), &["-c", "printf 'out\\001 no newline'; echo err >&2; exit 3"], &[]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(out.stdout, b"out\x01 no newline", "stdout byte for byte");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("err\n"), "{stderr}");
+    assert!(stderr.contains("vramtrace: 0 trace file(s)"), "a non-CUDA program leaves no trace: {stderr}");
+    // The timestamped copy the analyzer reads.
+    let log = std::fs::read_dir(dir.path()).unwrap().filter_map(|e| e.ok()).find(|e| e.file_name().to_string_lossy().starts_with("output-")).expect("output-<pid>.jsonl");
+    let lines: Vec<serde_json::Value> =
+        std::fs::read_to_string(log.path()).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(lines.iter().any(|l| l["stream"] == "stderr" && l["line"] == "err" && l["t_ns"].as_u64().unwrap() > 0));
+    assert!(lines.iter().any(|l| l["stream"] == "stdout" && l["line"] == "out\u{1} no newline"));
+}
+
+#[test]
+fn run_reports_a_missing_program_and_a_missing_shim_in_one_line() {
+    let out = vt(&["run", "--out", "/tmp/vt-cli-test-x", "--", "/no/such/program"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("cannot start /no/such/program"), "{err}");
+    let out = vt(&["run", "--shim", "/no/such/lib.so", "--", "true"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--shim /no/such/lib.so: no such file"));
+    let out = vt(&["run", "--out", "/proc/forbidden", "--", "true"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("vramtrace: cannot create output directory"));
+}
+
+#[test]
+fn events_json_follows_the_documented_schema() {
+    let run = traced(command(&runner("linked"), &[]));
+    let out = vt(&["events", "--json", run.dir.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let events: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(events.len(), run.trace().events.len());
+    for e in &events {
+        for key in ["t_ns", "pid", "tid", "device", "api", "result", "stack"] {
+            assert!(!e[key].is_null(), "{key} missing in {e}");
+        }
+    }
+    let alloc = events.iter().find(|e| e["api"] == "cuMemAlloc_v2" && e["result"] == 0).unwrap();
+    assert!(alloc["size"].as_u64().unwrap() > 0);
+    assert!(alloc["ptr"].as_str().unwrap().starts_with("0x"));
+    let top = alloc["stack"][0].as_str().unwrap();
+    assert!(top.contains("run_sequence") && top.contains("sequence.h:") && top.contains("[linked+0x"), "symbolized: {top}");
+    let oom = events.iter().find(|e| e["result"] == 2).unwrap();
+    assert!(oom["free"].as_u64().unwrap() < oom["total"].as_u64().unwrap());
+    let create = events.iter().find(|e| e["api"] == "cuMemCreate").unwrap();
+    assert!(create["handle"].as_str().unwrap().starts_with("0x") && create.get("ptr").is_none());
+    // Markers come through with label and value.
+    let dir = tempfile::tempdir().unwrap();
+    Command::new("python3")
+        .args(["-c", "import ctypes; ctypes.CDLL(None).vramtrace_mark(b'tokens', 77)"])
+        .env("LD_PRELOAD", &env().shim)
+        .env("VRAMTRACE_DIR", dir.path())
+        .status()
+        .unwrap();
+    let out = vt(&["events", "--json", dir.path().to_str().unwrap()]);
+    let m: serde_json::Value = serde_json::from_slice(out.stdout.split(|&b| b == b'\n').next().unwrap()).unwrap();
+    assert_eq!((m["api"].as_str(), m["label"].as_str(), m["value"].as_i64()), (Some("marker"), Some("tokens"), Some(77)));
+}
+
+#[test]
+fn bad_input_gets_one_line_errors_never_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_trace = dir.path().join("notes.vtr");
+    std::fs::write(&not_trace, "hello, this is not a trace at all").unwrap();
+    for cmd in ["events", "report"] {
+        let out = vt(&[cmd, not_trace.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{cmd}");
+        assert!(!err.contains("panicked"), "{cmd}: {err}");
+        assert!(err.contains("not a vramtrace trace"), "{cmd}: {err}");
+    }
+    let out = vt(&["events", "/no/such/file.vtr"]);
+    assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), "vramtrace: /no/such/file.vtr: no such file or directory");
+    let empty = tempfile::tempdir().unwrap();
+    let out = vt(&["report", empty.path().to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+}
+
+#[test]
+fn a_truncated_or_corrupted_trace_is_read_up_to_the_damage() {
+    let run = traced(command(&runner("linked"), &[]));
+    let t = run.trace();
+    let data = std::fs::read(&t.path).unwrap();
+    // The real data ends where the zero-filled reserved tail begins.
+    let end = data.iter().rposition(|&b| b != 0).unwrap() + 1;
+    let dir = tempfile::tempdir().unwrap();
+    let cut = dir.path().join("cut.vtr");
+    std::fs::write(&cut, &data[..end - 50]).unwrap();
+    let out = vt(&["events", cut.to_str().unwrap()]);
+    assert!(out.status.success());
+    let n = String::from_utf8_lossy(&out.stdout).lines().count();
+    assert!(n >= t.events.len() - 2 && n < t.events.len() + 1, "{n} of {}", t.events.len());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cut short"));
+    let out = vt(&["report", cut.to_str().unwrap()]);
+    assert!(out.status.success(), "a report from the part that survived: {}", String::from_utf8_lossy(&out.stderr));
+    // A damaged record header in the middle (the 10th record): the events before it, a one-line
+    // warning, exit code 1.
+    let mut bad = data.clone();
+    let mut pos = 16;
+    for _ in 0..10 {
+        pos += u32::from_le_bytes(bad[pos..pos + 4].try_into().unwrap()) as usize;
+    }
+    for b in &mut bad[pos..pos + 8] {
+        *b ^= 0x5a;
+    }
+    let corrupt = dir.path().join("corrupt.vtr");
+    std::fs::write(&corrupt, &bad).unwrap();
+    let out = vt(&["events", corrupt.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("corrupt record at byte offset"), "{err}");
+    assert!(!err.contains("panicked"));
+}
