@@ -235,7 +235,7 @@ impl Writer {
             return Err(std::io::Error::from_raw_os_error(rc));
         }
         let map = unsafe {
-            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, self.fd, off as libc::off_t)
+            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_POPULATE, self.fd, off as libc::off_t)
         };
         if map == libc::MAP_FAILED {
             return Err(std::io::Error::last_os_error());

@@ -24,10 +24,12 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
 }
 
-/// target/<profile>, found from this test executable's own path (target/<profile>/deps/…).
+/// target/<profile>, found from this executable's own path: target/<profile>/deps/<test> for
+/// tests, target/<profile>/<bin> for the benchmark binaries.
 fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    exe.parent().and_then(Path::parent).expect("target/<profile>/deps").to_path_buf()
+    let dir = exe.parent().expect("executable directory");
+    if dir.file_name().is_some_and(|n| n == "deps") { dir.parent().expect("target/<profile>").to_path_buf() } else { dir.to_path_buf() }
 }
 
 fn run_ok(cmd: &mut Command, what: &str) {
