@@ -154,6 +154,10 @@ fn main() {
     let total = t0.elapsed().as_secs_f64();
     let cpu = cpu_s() - cpu0;
     let hwm = status_kib("VmHWM:");
+    // The event stream alone (no model), to tell I/O and decoding from modelling.
+    let t1 = Instant::now();
+    let n_iter: usize = loaded.traces.iter().map(|t| t.events().count()).sum();
+    let iter_s = t1.elapsed().as_secs_f64();
     drop(loaded);
     let _ = std::fs::remove_file(&path);
 
@@ -163,6 +167,7 @@ fn main() {
     println!("load (scan)       {:.3} s", t_load);
     println!("analyze           {:.3} s", total - t_load);
     println!("total             {:.3} s wall, {:.2} s CPU", total, cpu);
+    println!("event stream only {:.3} s ({} events, no model)", iter_s, n_iter);
     println!("throughput        {:.1} MB/s, {:.2} M events/s", mb / total, report.events as f64 / total / 1e6);
     println!("peak RSS (VmHWM)  {:.1} MB ({:.2}x the trace; before load: RSS {:.1} MB, HWM {:.1} MB)", hwm as f64 / 1024.0, hwm as f64 * 1024.0 / bytes as f64, rss_before as f64 / 1024.0, hwm_before as f64 / 1024.0);
     println!("peak VRAM         {} ({} timeline points, {} anomalies kinds)", vramtrace_analyzer::fmt_bytes(report.peak.total_bytes), report.devices.first().map_or(0, |d| d.timeline.len()), report.anomalies.len());

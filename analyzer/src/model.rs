@@ -289,7 +289,8 @@ struct Point {
 struct Timeline {
     start: u64,
     width: u64,
-    bucket: Option<u64>,
+    /// Current bucket as [lo, hi) in ns: compared, not divided, on every event.
+    bucket: Option<(u64, u64)>,
     min: Point,
     max: Point,
     /// Time of the last observed change (the state held since then is the scope's current one).
@@ -304,31 +305,16 @@ impl Timeline {
         Timeline { start, width, bucket: None, min: Point::default(), max: Point::default(), last_t: start, out: Vec::new() }
     }
 
-    /// Called before a change at time `t`, with the state as it was (the last state of the
-    /// current bucket if `t` starts a new one).
-    fn before(&mut self, t: u64, current: &Point) {
-        let b = t.saturating_sub(self.start) / self.width;
-        if self.bucket.is_some_and(|cb| cb != b) {
-            self.flush(current);
-            self.bucket = None;
-        }
+    /// Whether a change at `t` starts a new bucket (the current one must be flushed first,
+    /// with the state as it was).
+    fn leaves_bucket(&self, t: u64) -> bool {
+        self.bucket.is_some_and(|(lo, hi)| t < lo || t >= hi)
     }
 
-    fn observe(&mut self, p: &Point) {
-        self.last_t = p.t;
-        let b = p.t.saturating_sub(self.start) / self.width;
-        if self.bucket.is_none() {
-            self.bucket = Some(b);
-            self.min = *p;
-            self.max = *p;
-            return;
-        }
-        if p.total < self.min.total {
-            self.min = *p;
-        }
-        if p.total > self.max.total {
-            self.max = *p;
-        }
+    fn open_bucket(&mut self, t: u64) {
+        let b = t.saturating_sub(self.start) / self.width;
+        let lo = self.start.saturating_add(b.saturating_mul(self.width));
+        self.bucket = Some((lo, lo.saturating_add(self.width)));
     }
 
     /// `current` is the scope's state now; it has held since `last_t`.
@@ -520,6 +506,15 @@ impl Scope {
     }
 
     /// After all changes of one event.
+    /// Before the first change of an event: close the timeline bucket if this event is past it.
+    fn before(&mut self, t: u64) {
+        if self.tl.leaves_bucket(t) {
+            let p = self.point(t);
+            self.tl.flush(&p);
+            self.tl.bucket = None;
+        }
+    }
+
     fn after(&mut self, t: u64, hist_step: u64, window: u64) {
         if !self.peak.has || self.total > self.peak.p.total {
             self.peak.has = true;
@@ -528,8 +523,18 @@ impl Scope {
             self.peak.journal.clear();
             self.peak.journaling = true;
         }
-        let p = self.point(t);
-        self.tl.observe(&p);
+        // Timeline: points are built only when they become a bucket's minimum or maximum.
+        self.tl.last_t = t;
+        if self.tl.bucket.is_none() {
+            self.tl.open_bucket(t);
+            let p = self.point(t);
+            self.tl.min = p;
+            self.tl.max = p;
+        } else if self.total < self.tl.min.total {
+            self.tl.min = self.point(t);
+        } else if self.total > self.tl.max.total {
+            self.tl.max = self.point(t);
+        }
         if self.hist.back().is_none_or(|h| t >= h.0.saturating_add(hist_step)) {
             self.hist.push_back((t, self.cat));
             while self.hist.len() > 2 && self.hist[1].0.saturating_add(window) <= t {
@@ -544,8 +549,8 @@ impl Scope {
         if self.pool_retained > self.pool_retained_peak.0 {
             self.pool_retained_peak = (self.pool_retained, t);
         }
-        if p.bfc > self.bfc_max.0 {
-            self.bfc_max = (p.bfc, t);
+        if self.bfc_val > self.bfc_max.0 {
+            self.bfc_max = (self.bfc_val, t);
         }
     }
 }
@@ -843,8 +848,7 @@ impl<'a> Engine<'a> {
             let s = &mut self.scopes[si];
             if !s.touched {
                 s.touched = true;
-                let p = s.point(t);
-                s.tl.before(t, &p);
+                s.before(t);
                 self.touched.push(si);
             }
             s.change(cat, origin, if pi == usize::MAX { NONE } else { pi as u32 }, d);
@@ -879,8 +883,7 @@ impl<'a> Engine<'a> {
             let s = &mut self.scopes[si];
             if !s.touched {
                 s.touched = true;
-                let p = s.point(t);
-                s.tl.before(t, &p);
+                s.before(t);
                 self.touched.push(si);
             }
         }
@@ -1306,6 +1309,11 @@ impl<'a> Engine<'a> {
     /// Removes a live allocation; `to_pool` sends stream-ordered memory back to its pool.
     fn free_ptr(&mut self, fi: usize, ptr: u64, to_pool: bool) -> Option<()> {
         let a = self.procs[fi].allocs.remove(&ptr)?;
+        self.free_alloc(fi, ptr, a, to_pool)
+    }
+
+    /// Accounts for an allocation already removed from the live map.
+    fn free_alloc(&mut self, fi: usize, ptr: u64, a: Alloc, to_pool: bool) -> Option<()> {
         self.change(fi, a.dev, a.cat, a.origin, -(a.size as i64));
         match a.kind {
             AllocKind::Device => self.waste_delta(a.dev, -(rounding_waste(a.size) as i64)),
@@ -1349,13 +1357,14 @@ impl<'a> Engine<'a> {
         }
         let host_call = kind == ApiKind::HostFree;
         let pid = self.procs[fi].pid;
-        match self.procs[fi].allocs.get(&e.ptr) {
+        match self.procs[fi].allocs.remove(&e.ptr) {
             Some(a) if (a.kind == AllocKind::Host) != host_call => {
+                self.procs[fi].allocs.insert(e.ptr, a);
                 let what = if host_call { "host free of a device pointer" } else { "device free of a host pointer" };
                 self.anomaly("mismatched_free", pid, Some(e), e.t_ns, what.into());
             }
-            Some(_) => {
-                self.free_ptr(fi, e.ptr, true);
+            Some(a) => {
+                self.free_alloc(fi, e.ptr, a, true);
             }
             None => {
                 let (kind, detail) = if self.procs[fi].freed.contains_key(&e.ptr) {
