@@ -65,6 +65,12 @@ pub struct Traced {
 }
 
 pub fn spawn(cmd: &[String], shim: &Path, out: &Path, stack_depth: Option<u32>) -> Result<Traced, String> {
+    spawn_with(cmd, shim, out, stack_depth, true)
+}
+
+/// [`spawn`], choosing whether the program's output also passes through to ours (`sweep` keeps
+/// it off while its progress bar owns the terminal); `output-<pid>.jsonl` is written either way.
+pub fn spawn_with(cmd: &[String], shim: &Path, out: &Path, stack_depth: Option<u32>, passthrough: bool) -> Result<Traced, String> {
     let mut preload = shim.display().to_string();
     if let Ok(old) = std::env::var("LD_PRELOAD") {
         if !old.is_empty() {
@@ -83,8 +89,13 @@ pub fn spawn(cmd: &[String], shim: &Path, out: &Path, stack_depth: Option<u32>) 
     let mut tees = Vec::new();
     let stdout = child.stdout.take().expect("piped");
     let stderr = child.stderr.take().expect("piped");
-    tees.push(tee(stdout, std::io::stdout(), "stdout", log.clone()));
-    tees.push(tee(stderr, std::io::stderr(), "stderr", log));
+    if passthrough {
+        tees.push(tee(stdout, std::io::stdout(), "stdout", log.clone()));
+        tees.push(tee(stderr, std::io::stderr(), "stderr", log));
+    } else {
+        tees.push(tee(stdout, std::io::sink(), "stdout", log.clone()));
+        tees.push(tee(stderr, std::io::sink(), "stderr", log));
+    }
     Ok(Traced { child, tees })
 }
 

@@ -56,7 +56,7 @@ pub fn env() -> &'static Env {
             Command::new(cargo)
                 .current_dir(&repo)
                 .env("CARGO_TARGET_DIR", &target)
-                .args(["build", "--quiet", "--profile", &profile, "-p", "vramtrace-shim", "-p", "vramtrace-fake-cuda", "-p", "vramtrace"]),
+                .args(["build", "--quiet", "--profile", &profile, "-p", "vramtrace-shim", "-p", "vramtrace-fake-cuda", "-p", "vramtrace", "-p", "vramtrace-mock-server"]),
             "cargo build",
         );
         let fake_dir = profile_dir.join("fake-cuda");
