@@ -361,7 +361,8 @@ where
         }
         let tx0 = if matches!(it.sw, Swatch::Note) { 6 } else { 34 };
         let style = if matches!(it.sw, Swatch::Note) { font_c(12.0, RGBColor(0x55, 0x55, 0x55)) } else { font(14.0) };
-        area.draw(&Text::new(tx.s(&clip(&it.label, 30)), (tx0, y), anchored(style, HPos::Left, VPos::Center)))?;
+        let n = if matches!(it.sw, Swatch::Note) { 40 } else { 30 };
+        area.draw(&Text::new(tx.s(&clip(&it.label, n)), (tx0, y), anchored(style, HPos::Left, VPos::Center)))?;
         y += 22;
         if let Some(sub) = &it.sub {
             area.draw(&Text::new(tx.s(&clip(sub, 34)), (tx0, y - 6), anchored(font_c(12.0, RGBColor(0x55, 0x55, 0x55)), HPos::Left, VPos::Center)))?;
@@ -417,8 +418,9 @@ where
         .build_cartesian_2d(0f64..x_end, 0f64..u.v(ymax))?;
     chart
         .configure_mesh()
-        .light_line_style(marks::GRID.mix(0.6))
+        .light_line_style(marks::GRID_LIGHT)
         .bold_line_style(marks::GRID)
+        .max_light_lines(2)
         .label_style(font(14.0))
         .axis_desc_style(font(15.0))
         .x_desc(format!("time since trace start ({})", tu.name))
@@ -467,16 +469,17 @@ where
         ))?;
     }
 
-    // Markers: a thin line per marker, labelled while there are few enough to read.
+    // Markers: a tick on the top edge each; with few of them also a line and a label (many
+    // lines would hide the areas they cross).
     let label_markers = r.markers.len() <= 10;
     for (i, m) in r.markers.iter().enumerate() {
         let x = tu.v(m.t_rel_ns);
         if x > x_end {
             continue;
         }
-        chart.draw_series(once(PathElement::new(vec![(x, 0.0), (x, u.v(ymax))], marks::MARKER.mix(0.5).stroke_width(1))))?;
         chart.draw_series(once(TriangleMarker::new((x, u.v(ymax)), 5, marks::MARKER.filled())))?;
         if label_markers {
+            chart.draw_series(DashedLineSeries::new(vec![(x, 0.0), (x, u.v(ymax))], 4, 4, marks::MARKER.stroke_width(1)))?;
             let text = if m.value != 0 { format!("{}={}", m.label, m.value) } else { m.label.clone() };
             let (h, dx) = if right(x) { (HPos::Right, -6) } else { (HPos::Left, 6) };
             let dy = 8 + 16 * (i as i32 % 3);
@@ -488,12 +491,12 @@ where
 
     // The peak.
     let (px, py) = (tu.v(d.peak.t_rel_ns), u.v(d.peak.total_bytes as f64));
-    let (h, dx) = if right(px) { (HPos::Right, -10) } else { (HPos::Left, 10) };
+    let (h, dx) = if right(px) { (HPos::Right, -14) } else { (HPos::Left, 14) };
     chart.draw_series(once(
         EmptyElement::at((px, py))
             + Circle::new((0, 0), 6, marks::PEAK.filled())
             + Circle::new((0, 0), 8, WHITE.stroke_width(2))
-            + Text::new(tx.s(&format!("peak {}", fmt_bytes(d.peak.total_bytes))), (dx, -10), anchored(font(14.0).style(FontStyle::Bold), h, VPos::Bottom)),
+            + Text::new(tx.s(&format!("peak {}", fmt_bytes(d.peak.total_bytes))), (dx, -2), anchored(("sans-serif", 14.0).into_font().style(FontStyle::Bold).color(&BLACK), h, VPos::Bottom)),
     ))?;
 
     // OOM failures: a red bar from what was live up to what the call asked for on top of it.
@@ -505,9 +508,10 @@ where
         chart.draw_series(once(Cross::new((x, u.v(live)), 7, marks::OOM.stroke_width(3))))?;
         if n < 3 {
             let (h, dx) = if right(x) { (HPos::Right, -10) } else { (HPos::Left, 10) };
+            // Labels go along the top edge, under the marker ticks, clear of the peak label.
             let text = format!("OOM: {} {}", o.api, fmt_bytes(o.requested_bytes));
             chart.draw_series(once(
-                EmptyElement::at((x, u.v(top))) + Text::new(tx.s(&text), (dx, 4 + 16 * n as i32), anchored(font_c(13.0, marks::OOM), h, VPos::Top)),
+                EmptyElement::at((x, u.v(ymax))) + Text::new(tx.s(&text), (dx, 12 + 16 * n as i32), anchored(font_c(13.0, marks::OOM), h, VPos::Top)),
             ))?;
         }
     }
@@ -530,7 +534,7 @@ where
         items.push(item(Swatch::Line(lighten(marks::MARKER, 0.5)), format!("markers ({})", r.markers.len()), None));
     }
     if r.host.peak_bytes > 0 {
-        items.push(item(Swatch::Note, "host_pinned not shown (host RAM)", None));
+        items.push(item(Swatch::Note, "host_pinned: host RAM, not drawn", None));
     }
     draw_legend(&legend, &items, tx)
 }
@@ -542,6 +546,8 @@ struct Bar {
     bytes: u64,
     color: RGBColor,
     text: String,
+    /// A second, smaller line under the label.
+    sub: Option<String>,
     /// The runner's own logged size, drawn as a second, lighter bar.
     logged: Option<u64>,
 }
@@ -554,16 +560,18 @@ where
     let maxv = rows.iter().map(|b| b.bytes.max(b.logged.unwrap_or(0))).max().unwrap_or(0).max(1) as f64;
     let u = ByteUnit::for_max(maxv);
     let paired = rows.iter().any(|b| b.logged.is_some());
+    let xmax = u.v(maxv) * 1.32; // room for the value labels
     let mut chart = ChartBuilder::on(plot)
         .margin(14)
         .x_label_area_size(46)
         .y_label_area_size(label_w)
-        .build_cartesian_2d(0f64..u.v(maxv) * 1.32, 0f64..n)?;
+        .build_cartesian_2d(0f64..xmax, 0f64..n)?;
     chart
         .configure_mesh()
         .disable_y_mesh()
-        .light_line_style(marks::GRID.mix(0.6))
+        .light_line_style(marks::GRID_LIGHT)
         .bold_line_style(marks::GRID)
+        .max_light_lines(2)
         .label_style(font(14.0))
         .axis_desc_style(font(15.0))
         .x_desc(format!("{xdesc} ({})", u.name))
@@ -574,7 +582,8 @@ where
     for (i, b) in rows.iter().enumerate() {
         let y0 = n - 1.0 - i as f64;
         let (t0, t1) = if paired { (y0 + 0.52, y0 + 0.88) } else { (y0 + 0.18, y0 + 0.82) };
-        let v = u.v(b.bytes as f64);
+        // At least ~2 px wide, so a small row still shows its colour.
+        let v = if b.bytes > 0 { u.v(b.bytes as f64).max(xmax * 0.003) } else { 0.0 };
         chart.draw_series(once(Rectangle::new([(0.0, t0), (v, t1)], b.color.filled())))?;
         chart.draw_series(once(
             EmptyElement::at((v, (t0 + t1) / 2.0)) + Text::new(tx.s(&b.text), (6, 0), anchored(font(13.0), HPos::Left, VPos::Center)),
@@ -588,9 +597,16 @@ where
                     + Text::new(tx.s(&format!("{} logged", fmt_bytes(l))), (6, 0), anchored(font_c(12.0, RGBColor(0x44, 0x44, 0x44)), HPos::Left, VPos::Center)),
             ))?;
         }
-        // Row label left of the axis, in backend pixels (the chart's own y labels are numeric).
-        let (px, py) = chart.backend_coord(&(0.0, y0 + 0.5));
-        root.draw(&Text::new(tx.s(&b.label), (px - 10, py), anchored(font(14.0), HPos::Right, VPos::Center)))?;
+        // Row label left of the axis, level with the bar, in backend pixels (the chart's own y
+        // labels are numeric).
+        let (px, py) = chart.backend_coord(&(0.0, (t0 + t1) / 2.0));
+        match &b.sub {
+            None => root.draw(&Text::new(tx.s(&b.label), (px - 10, py), anchored(font(14.0), HPos::Right, VPos::Center)))?,
+            Some(sub) => {
+                root.draw(&Text::new(tx.s(&b.label), (px - 10, py - 1), anchored(font(14.0), HPos::Right, VPos::Bottom)))?;
+                root.draw(&Text::new(tx.s(sub), (px - 10, py + 2), anchored(font_c(12.0, RGBColor(0x55, 0x55, 0x55)), HPos::Right, VPos::Top)))?;
+            }
+        }
     }
     Ok(())
 }
@@ -616,6 +632,7 @@ where
                 bytes: b,
                 color: category_color(c),
                 text: format!("{} ({})", fmt_bytes(b), crate::util::pct(b, total)),
+                sub: None,
                 logged: if has_logs && logged[c.index()] > 0 { Some(logged[c.index()]) } else { None },
             }
         })
@@ -631,7 +648,7 @@ where
         items.push(item(Swatch::Note, "no runner log lines with sizes", None));
     }
     if r.host.peak_bytes > 0 {
-        items.push(item(Swatch::Note, format!("host_pinned peak {} (host RAM)", fmt_bytes(r.host.peak_bytes)), None));
+        items.push(item(Swatch::Note, format!("host_pinned {}: host RAM", fmt_bytes(r.host.peak_bytes)), None));
     }
     draw_legend(&legend, &items, tx)
 }
@@ -649,7 +666,8 @@ where
             label: clip(frame_function(&site_label(r, s.site, &s.rule)), SITE_LABEL_CHARS),
             bytes: s.bytes,
             color: category_color(s.category),
-            text: format!("{} · rule {}", fmt_bytes(s.bytes), clip(&s.rule, 28)),
+            text: format!("{} ({})", fmt_bytes(s.bytes), crate::util::pct(s.bytes, p.total_bytes)),
+            sub: Some(format!("rule {}", clip(&s.rule, SITE_LABEL_CHARS))),
             logged: None,
         })
         .collect();
@@ -707,8 +725,9 @@ where
         .set_secondary_coord(0f64..x_end, 0f64..1.0);
     chart
         .configure_mesh()
-        .light_line_style(marks::GRID.mix(0.6))
+        .light_line_style(marks::GRID_LIGHT)
         .bold_line_style(marks::GRID)
+        .max_light_lines(2)
         .label_style(font(14.0))
         .axis_desc_style(font(15.0))
         .x_desc(format!("time since trace start ({})", tu.name))
@@ -764,12 +783,11 @@ where
         let ys: Vec<f64> = pts.iter().map(|p| p.bfc).collect();
         let keep = minmax_columns(&xs, &ys, cols);
         chart.draw_secondary_series(DashedLineSeries::new(keep.iter().map(|&i| (xs[i], ys[i].clamp(0.0, 1.0))).collect::<Vec<_>>(), 3, 3, marks::BFC.stroke_width(2)))?;
-        items.push(item(Swatch::Dashed(marks::BFC), "BFC: 1 − largest/total free", Some(format!("max {:.2} at {}", f.bfc_max, secs(f.bfc_max_t_ns.saturating_sub(r.trace_start_ns)))))));
+        items.push(item(Swatch::Dashed(marks::BFC), "BFC: 1 − largest/total free", Some(format!("max {:.2} at {}", f.bfc_max, secs(f.bfc_max_t_ns.saturating_sub(r.trace_start_ns))))));
     }
     if f.rounding_waste_at_peak_bytes > 0 {
         items.push(item(Swatch::Note, format!("rounding waste at peak {}", fmt_bytes(f.rounding_waste_at_peak_bytes)), None));
     }
-    items.push(item(Swatch::Note, "address-space map: not in report", None));
     draw_legend(&legend, &items, tx)
 }
 
@@ -808,8 +826,9 @@ where
         .build_cartesian_2d(0f64..x_end, 0f64..u.v(ymax))?;
     chart
         .configure_mesh()
-        .light_line_style(marks::GRID.mix(0.6))
+        .light_line_style(marks::GRID_LIGHT)
         .bold_line_style(marks::GRID)
+        .max_light_lines(2)
         .label_style(font(14.0))
         .axis_desc_style(font(15.0))
         .x_desc(format!("context tokens (marker '{label}')"))
@@ -832,8 +851,8 @@ where
     }
     chart.draw_series(keep.iter().map(|&i| Circle::new((xs[i], u.v(tot[i])), 3, marks::TOTAL.filled())))?;
     if let Some(f) = &g.total_fit {
-        chart.draw_series(DashedLineSeries::new(vec![(0.0, u.v(line(f, 0.0))), (x_end, u.v(line(f, x_end)))], 8, 5, marks::TOTAL.stroke_width(2)))?;
-        items.push(item(Swatch::Dashed(marks::TOTAL), "total (fit)", Some(per_token(f.slope_bytes_per_token))));
+        chart.draw_series(LineSeries::new(vec![(0.0, u.v(line(f, 0.0))), (x_end, u.v(line(f, x_end)))], marks::TOTAL.stroke_width(2)))?;
+        items.push(item(Swatch::Line(marks::TOTAL), "total (dots: steps, line: fit)", Some(per_token(f.slope_bytes_per_token))));
     } else {
         items.push(item(Swatch::Dot(marks::TOTAL), "total", None));
     }
@@ -856,13 +875,15 @@ where
         items.push(item(Swatch::Note, format!("predicted OOM ≈ {} tokens (off scale)", thousands(t)), None));
     }
     if let Some(o) = &g.oom {
-        if let Some(t) = o.after_tokens {
+        // The step it failed in; else the last one that completed.
+        let at = o.step_tokens.map(|t| (t, "OOM in the step to")).or(o.last_completed_tokens.map(|t| (t, "OOM after")));
+        if let Some((t, what)) = at {
             let x = t as f64;
+            let text = format!("{what} {} tokens", thousands(t.max(0) as u64));
             chart.draw_series(once(PathElement::new(vec![(x, 0.0), (x, u.v(ymax))], marks::OOM.stroke_width(1))))?;
-            chart.draw_series(once(
-                EmptyElement::at((x, 0.0)) + Text::new(tx.s(&format!("OOM after {} tokens", thousands(t.max(0) as u64))), (6, -8), anchored(font_c(13.0, marks::OOM), HPos::Left, VPos::Bottom)),
-            ))?;
-            items.push(item(Swatch::Line(marks::OOM), "failed allocation", Some(format!("after {} tokens", thousands(t.max(0) as u64)))));
+            // Top edge, second row (the predicted-OOM label has the first), left of the line.
+            chart.draw_series(once(EmptyElement::at((x, u.v(ymax))) + Text::new(tx.s(&text), (-6, 28), anchored(font_c(13.0, marks::OOM), HPos::Right, VPos::Top))))?;
+            items.push(item(Swatch::Line(marks::OOM), "out-of-memory failure", Some(text)));
         }
     }
     if !g.runtime_included {

@@ -53,7 +53,8 @@ pub mod marks {
     pub const OOM: RGBColor = RGBColor(0xC0, 0x00, 0x1A);
     pub const PEAK: RGBColor = RGBColor(0x10, 0x10, 0x10);
     pub const MARKER: RGBColor = RGBColor(0x6A, 0x6A, 0x6A);
-    pub const GRID: RGBColor = RGBColor(0xE4, 0xE4, 0xE4);
+    pub const GRID: RGBColor = RGBColor(0xE0, 0xE0, 0xE0);
+    pub const GRID_LIGHT: RGBColor = RGBColor(0xF2, 0xF2, 0xF2);
     pub const VMM_RESERVED: RGBColor = RGBColor(0x1B, 0x3A, 0x6B);
     pub const VMM_MAPPED: RGBColor = RGBColor(0x2C, 0x7F, 0xB8);
     pub const IN_USE: RGBColor = RGBColor(0x30, 0x30, 0x30);

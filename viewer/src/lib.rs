@@ -4,3 +4,17 @@
 pub mod text;
 
 pub use text::terminal_summary;
+
+// Charts, HTML, Markdown and the output directory (issue 5).
+pub mod charts;
+pub mod colors;
+pub mod downsample;
+pub mod html;
+pub mod markdown;
+pub mod render;
+pub mod util;
+
+pub use charts::{chart_png, chart_svg, charts, fragmentation_svg, growth_svg, peak_composition_svg, timeline_svg, top_sites_svg, Chart, ChartKind};
+pub use colors::{category_color, category_hex};
+pub use markdown::markdown_summary;
+pub use render::{render_all, render_charts, Error, RenderOptions, RenderedChart, Written, WrittenChart};

@@ -38,7 +38,7 @@ pub(crate) fn markdown_with_charts(r: &Report, repro: &str, files: &[(String, St
         }
     );
     o.push('\n');
-    let _ = writeln!(o, "**Reproduce:** {}", code(&repro));
+    let _ = writeln!(o, "**Reproduce:**\n\n{}", code_block(&repro));
     o.push('\n');
 
     // Environment.
@@ -147,7 +147,8 @@ pub(crate) fn markdown_with_charts(r: &Report, repro: &str, files: &[(String, St
                 let _ = write!(o, " {} grew most (+{} in the {} before).", g.category.name(), fmt_bytes(g.bytes), secs(g.window_ns));
             }
             if !f.reason.is_empty() {
-                let _ = write!(o, " {}", text(&f.reason));
+                let end = if f.reason.ends_with(['.', '!', '?']) { "" } else { "." };
+                let _ = write!(o, " {}{end}", text(&f.reason));
             }
             o.push('\n');
         }
@@ -186,9 +187,10 @@ pub(crate) fn markdown_with_charts(r: &Report, repro: &str, files: &[(String, St
                 _ => {}
             }
             if let Some(oo) = &g.oom {
-                if let Some(t) = oo.after_tokens {
-                    let _ = write!(o, " An allocation failed after {} tokens.", thousands(t.max(0) as u64));
-                }
+                let s = crate::html::oom_step(oo);
+                let mut c = s.chars();
+                let s: String = c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default();
+                let _ = write!(o, " {s}.");
             }
             o.push('\n');
         }
@@ -240,6 +242,14 @@ fn code(s: &str) -> String {
     }
 }
 
+/// A fenced `sh` block holding one line verbatim (fence longer than any backtick run in it).
+fn code_block(s: &str) -> String {
+    let s: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let longest = s.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest.max(2) + 1);
+    format!("{fence}sh\n{s}\n{fence}")
+}
+
 /// A code span inside a table cell: GFM splits cells on `|` even inside code, so it is escaped.
 fn cell_code(s: &str) -> String {
     code(s).replace('|', "\\|")
@@ -275,5 +285,7 @@ mod tests {
         assert_eq!(code("a`b"), "`` a`b ``");
         assert_eq!(cell_code("a|b"), "`a\\|b`");
         assert_eq!(text("a*b_<x>"), "a\\*b\\_\\<x\\>");
+        assert_eq!(code_block("run -- a"), "```sh\nrun -- a\n```");
+        assert_eq!(code_block("x ```` y"), "`````sh\nx ```` y\n`````");
     }
 }
