@@ -35,6 +35,10 @@ pub struct TraceFile {
     /// Events whose time is earlier than the previous event's in the same file.
     pub out_of_order: u64,
     pub bytes: u64,
+    /// GPU ordinals whose memory this process's events can change (allocations, VMM, driver
+    /// readings, failures), sorted. Lets the model skip the all-GPUs aggregate when a trace
+    /// set uses one GPU only.
+    pub devices: Vec<i32>,
     /// End of the last record the scan decoded: the event pass stops here, so both passes
     /// agree on where a damaged file ends.
     stop: usize,
@@ -309,6 +313,17 @@ fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path, warnings: &mut Vec<Stri
     }
 }
 
+/// Whether the model may account this event on `e.device` (see `TraceFile::devices`).
+fn places_device_memory(e: &EventRec) -> bool {
+    use vramtrace_trace::{Api, ApiKind};
+    let Some(kind) = Api::from_id(e.api).map(Api::kind) else { return false };
+    let host = matches!(kind, ApiKind::HostAlloc | ApiKind::HostRegister | ApiKind::HostFree);
+    !host
+        && (e.total > 0
+            || e.result != 0
+            || matches!(kind, ApiKind::Alloc | ApiKind::AllocManaged | ApiKind::AllocAsync | ApiKind::Create | ApiKind::AddressReserve | ApiKind::Map | ApiKind::CtxCreate))
+}
+
 fn scan(path: &Path) -> Result<TraceFile, String> {
     let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
@@ -329,6 +344,7 @@ fn scan(path: &Path) -> Result<TraceFile, String> {
     let mut end_ns = None;
     let mut error = None;
     let (mut events, mut first_ns, mut last_ns, mut prev, mut out_of_order) = (0u64, u64::MAX, 0u64, 0u64, 0u64);
+    let mut devices: Vec<i32> = Vec::new();
     let mut released = 0usize;
     let mut populated = 0usize;
     let mut stop = FILE_HEADER_LEN;
@@ -339,6 +355,9 @@ fn scan(path: &Path) -> Result<TraceFile, String> {
         match rec {
             Ok(Record::Event(e)) => {
                 events += 1;
+                if places_device_memory(&e) && !devices.contains(&e.device) {
+                    devices.push(e.device);
+                }
                 if e.t_ns < prev {
                     out_of_order += 1;
                 }
@@ -396,6 +415,7 @@ fn scan(path: &Path) -> Result<TraceFile, String> {
         last_ns = last_ns.max(info.mono_ns);
     }
     markers.sort_by_key(|m| m.t_ns);
+    devices.sort_unstable();
     Ok(TraceFile {
         path: path.to_path_buf(),
         info,
@@ -410,6 +430,7 @@ fn scan(path: &Path) -> Result<TraceFile, String> {
         last_ns,
         out_of_order,
         bytes: len,
+        devices,
         stop,
         data,
     })

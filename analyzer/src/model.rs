@@ -618,6 +618,8 @@ pub(crate) struct Engine<'a> {
     scopes: Vec<Scope>,
     scope_ix: FastMap<i32, usize>,
     dev_slots: [usize; 65],
+    /// At most one GPU in all traces (from the scan): no separate all-GPUs scope is kept.
+    single_gpu: bool,
     touched: Vec<usize>,
     markers: Vec<MarkerItem>,
     marker_reports: Vec<MarkerReport>,
@@ -673,6 +675,12 @@ impl<'a> Engine<'a> {
             scopes: Vec::new(),
             scope_ix: FastMap::default(),
             dev_slots: [usize::MAX; 65],
+            single_gpu: {
+                let mut d: Vec<i32> = loaded.traces.iter().flat_map(|t| t.devices.iter().copied()).collect();
+                d.sort_unstable();
+                d.dedup();
+                d.len() <= 1
+            },
             touched: Vec::new(),
             markers: Vec::new(),
             marker_reports: Vec::new(),
@@ -836,14 +844,25 @@ impl<'a> Engine<'a> {
         }
     }
 
+    /// The scopes a change on `dev` lands in: the device and the all-GPUs aggregate — or the
+    /// device alone when the traces use one GPU only (the aggregate is then that device).
+    fn targets(&self, dev: i32) -> [Option<i32>; 2] {
+        if dev == HOST {
+            [Some(HOST), None]
+        } else if self.single_gpu {
+            [Some(dev), None]
+        } else {
+            [Some(dev), Some(ALL)]
+        }
+    }
+
     /// Applies `d` bytes of `cat` to device `dev` (and the all-GPUs aggregate), process `pi`.
     fn change(&mut self, pi: usize, dev: i32, cat: Category, origin: u32, d: i64) {
         if d == 0 {
             return;
         }
         let t = self.now;
-        let targets = if dev == HOST { [Some(HOST), None] } else { [Some(dev), Some(ALL)] };
-        for dv in targets.into_iter().flatten() {
+        for dv in self.targets(dev).into_iter().flatten() {
             let si = self.scope(dv);
             let s = &mut self.scopes[si];
             if !s.touched {
@@ -877,7 +896,7 @@ impl<'a> Engine<'a> {
 
     /// Touches a scope whose fragmentation figures change without a byte change.
     fn touch(&mut self, dev: i32) {
-        for dv in [dev, ALL] {
+        for dv in self.targets(dev).into_iter().flatten() {
             let si = self.scope(dv);
             let t = self.now;
             let s = &mut self.scopes[si];
@@ -1293,14 +1312,14 @@ impl<'a> Engine<'a> {
     }
 
     fn waste_delta(&mut self, dev: i32, d: i64) {
-        for dv in [dev, ALL] {
+        for dv in self.targets(dev).into_iter().flatten() {
             let si = self.scope(dv);
             add(&mut self.scopes[si].waste, d);
         }
     }
 
     fn pool_retained_delta(&mut self, dev: i32, d: i64) {
-        for dv in [dev, ALL] {
+        for dv in self.targets(dev).into_iter().flatten() {
             let si = self.scope(dv);
             add(&mut self.scopes[si].pool_retained, d);
         }
@@ -1398,7 +1417,7 @@ impl<'a> Engine<'a> {
     /// figures followed by an addition of the new ones, so moves between devices stay exact.
     fn reserve_acct(&mut self, dev: i32, size: u64, free: u64, largest: u64, plus: bool) {
         self.touch(dev);
-        for dv in [dev, ALL] {
+        for dv in self.targets(dev).into_iter().flatten() {
             let si = self.scope(dv);
             let s = &mut self.scopes[si];
             if plus {
@@ -1548,7 +1567,7 @@ impl<'a> Engine<'a> {
         }
         self.procs[fi].maps.insert(va, Mapping { size, handle: e.handle, reserve: rs });
         self.touch(dev);
-        for dv in [dev, ALL] {
+        for dv in self.targets(dev).into_iter().flatten() {
             let si = self.scope(dv);
             self.scopes[si].vmm_mapped = self.scopes[si].vmm_mapped.saturating_add(size);
         }
@@ -1601,7 +1620,7 @@ impl<'a> Engine<'a> {
             }
         }
         self.touch(dev);
-        for dv in [dev, ALL] {
+        for dv in self.targets(dev).into_iter().flatten() {
             let si = self.scope(dv);
             let s = &mut self.scopes[si];
             s.vmm_mapped = s.vmm_mapped.saturating_sub(m.size);
@@ -1963,7 +1982,20 @@ impl<'a> Engine<'a> {
         for &(dev, si) in &gpu_ix {
             devices.push(self.device_report(dev, si));
         }
-        let all = self.scope_ix[&ALL];
+        let mut extra_warnings = Vec::new();
+        let all = if !self.single_gpu {
+            self.scope_ix[&ALL]
+        } else {
+            match gpu_ix.as_slice() {
+                [] => self.scope_ix[&ALL],
+                [(_, i)] => *i,
+                many => {
+                    // Cannot happen when the scan saw every device; stay useful if it does.
+                    extra_warnings.push("overall peak approximated by the largest device peak (device set changed during analysis)".to_string());
+                    many.iter().map(|&(_, i)| i).max_by_key(|&i| self.scopes[i].peak.p.total).unwrap()
+                }
+            }
+        };
         let peak = self.peak_report(all);
         let overall_snap = self.scopes[all].peak.snap_origins.clone();
         let host = match self.scope_ix.get(&HOST) {
@@ -2055,6 +2087,7 @@ impl<'a> Engine<'a> {
             .collect();
         let mut warnings = self.loaded.warnings.clone();
         warnings.extend(self.loaded.symbols.warnings.iter().cloned());
+        warnings.extend(extra_warnings);
         Report {
             schema_version: SCHEMA_VERSION,
             vramtrace_version: env!("CARGO_PKG_VERSION").to_string(),
