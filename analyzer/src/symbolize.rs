@@ -195,6 +195,11 @@ struct Elf {
 
 impl Elf {
     fn open(path: &Path) -> Result<Elf, String> {
+        // Only regular files: opening a FIFO or device named by a bogus module record could block.
+        let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if !meta.is_file() {
+            return Err(format!("{}: not a regular file", path.display()));
+        }
         let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
         // SAFETY: the file is only read. If another process truncates it while mapped we could
         // fault; that is the standard trade-off every debugger-like tool makes with mmap.
