@@ -12,6 +12,9 @@ pub struct ReportArgs {
     /// Write the full report as JSON (schema: docs/report-schema.md).
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Write report.html, one SVG and one PNG per chart, summary.md and report.json here.
+    #[arg(long, short = 'o')]
+    pub out: Option<PathBuf>,
     /// A rules file (TOML) whose rules take precedence over the built-in attribution rules.
     #[arg(long)]
     pub rules: Option<PathBuf>,
@@ -52,14 +55,49 @@ pub fn summary(paths: &[PathBuf]) -> Result<String, String> {
     Ok(vramtrace_viewer::text::terminal_summary(&report))
 }
 
+/// A spinner on stderr while a long analysis runs (hidden when stderr is not a terminal).
+pub fn spinner(msg: &str) -> indicatif::ProgressBar {
+    let pb = indicatif::ProgressBar::new_spinner();
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    pb.set_message(msg.to_string());
+    pb.enable_steady_tick(std::time::Duration::from_millis(120));
+    pb
+}
+
+/// How to reproduce the recorded run, for the Markdown summary.
+fn repro(report: &vramtrace_analyzer::Report) -> Option<String> {
+    let p = report.processes.iter().min_by_key(|p| p.start_ns)?;
+    (!p.cmdline.is_empty()).then(|| format!("vramtrace run -- {}", p.cmdline.join(" ")))
+}
+
+/// Writes the HTML report, charts, Markdown summary and JSON into `dir`.
+pub fn render(report: &vramtrace_analyzer::Report, dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let opts = vramtrace_viewer::RenderOptions { repro: repro(report), ..Default::default() };
+    let written = vramtrace_viewer::render_all(report, dir, &opts).map_err(|e| format!("{}: {e}", dir.display()))?;
+    eprintln!("vramtrace: report written to {} ({} files)", written.html.display(), written.files().len());
+    Ok(())
+}
+
 pub fn report(args: ReportArgs) -> Result<ExitCode, String> {
     let opts = options(args.rules.as_deref(), args.vram)?;
-    let loaded = load(&args.paths).map_err(|e| e.to_string())?;
+    let pb = spinner("reading traces");
+    let loaded = load(&args.paths).map_err(|e| {
+        pb.finish_and_clear();
+        e.to_string()
+    })?;
+    pb.set_message(format!("analyzing {} events", loaded.traces.iter().map(|f| f.events).sum::<u64>()));
+    let report = analyze(&loaded, &opts);
+    pb.finish_and_clear();
     for w in &loaded.warnings {
         eprintln!("vramtrace: warning: {w}");
     }
-    let report = analyze(&loaded, &opts);
     print!("{}", vramtrace_viewer::text::terminal_summary(&report));
+    if let Some(dir) = &args.out {
+        render(&report, dir)?;
+    }
     if let Some(path) = &args.json {
         let f = std::fs::File::create(path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         serde_json::to_writer_pretty(std::io::BufWriter::new(f), &report).map_err(|e| format!("{}: {e}", path.display()))?;
