@@ -583,7 +583,7 @@ where
         let y0 = n - 1.0 - i as f64;
         let (t0, t1) = if paired { (y0 + 0.52, y0 + 0.88) } else { (y0 + 0.18, y0 + 0.82) };
         // At least ~2 px wide, so a small row still shows its colour.
-        let v = if b.bytes > 0 { u.v(b.bytes as f64).max(xmax * 0.003) } else { 0.0 };
+        let v = if b.bytes > 0 { u.v(b.bytes as f64).max(xmax * 0.004) } else { 0.0 };
         chart.draw_series(once(Rectangle::new([(0.0, t0), (v, t1)], b.color.filled())))?;
         chart.draw_series(once(
             EmptyElement::at((v, (t0 + t1) / 2.0)) + Text::new(tx.s(&b.text), (6, 0), anchored(font(13.0), HPos::Left, VPos::Center)),

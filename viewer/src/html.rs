@@ -9,7 +9,7 @@
 
 use crate::colors::{category_hex, VRAM_CATEGORIES};
 use crate::render::{RenderOptions, RenderedChart};
-use crate::util::{clip, fmt_bytes, html_escape as esc, pct, per_token, root_process, secs, shell_join, site_frames, site_label, thousands};
+use crate::util::{clip, fmt_bytes, frame_function, html_escape as esc, pct, per_token, root_process, secs, shell_join, site_frames, site_label, thousands};
 use std::fmt::Write;
 use vramtrace_analyzer::{Categories, Category, LeakKind, Report, Verdict};
 
@@ -30,9 +30,11 @@ nav a:hover{text-decoration:underline}
 .scroll{overflow-x:auto;max-width:100%}
 table{border-collapse:collapse;margin:8px 0 16px;font-size:14px}
 th,td{padding:5px 10px;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}
-th{background:var(--soft);font-weight:600;white-space:nowrap}
+th{background:var(--soft);font-weight:600}
 tbody tr:nth-child(even){background:#fbfbfc}
-td.n,th.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
+td.n,.nw{white-space:nowrap}
+.loc{color:var(--muted);font-size:12px}
 table.kv th{background:none;text-align:left;color:var(--muted);font-weight:500;width:1%}
 code,.mono{font-family:ui-monospace,"DejaVu Sans Mono",Menlo,Consolas,monospace;font-size:13px;overflow-wrap:anywhere}
 .sw{display:inline-block;width:12px;height:12px;border-radius:2px;vertical-align:-1px;margin-right:7px;border:1px solid rgba(0,0,0,.15)}
@@ -142,7 +144,12 @@ fn swatch(c: Category) -> String {
 }
 
 fn cat_cell(c: Category) -> String {
-    format!("{}{}", swatch(c), c.name())
+    format!("<span class=\"nw\">{}{}</span>", swatch(c), c.name())
+}
+
+/// A rule name: never broken inside (`builtin:llama.kv_cache_ctor`).
+fn rule_cell(rule: &str) -> String {
+    format!("<code class=\"nw\">{}</code>", esc(rule))
 }
 
 fn badge(kind: &str, text: &str) -> String {
@@ -176,11 +183,16 @@ fn charts_where<'a>(charts: &'a [RenderedChart], prefix: &str) -> impl Iterator<
     charts.iter().filter(move |c| c.chart.name.starts_with(&prefix))
 }
 
-/// A site as HTML: its label, and the frames in a `<details>`.
+/// A site as HTML: the function that explains it (see `site_label`), its location in small
+/// print, and the whole stack in a `<details>`.
 fn site_html(r: &Report, site: usize, rule: &str) -> String {
     let label = site_label(r, site, rule);
     let frames = site_frames(r, site);
-    let mut s = format!("<code>{}</code>", esc(&clip(&label, 160)));
+    let func = frame_function(&label);
+    let mut s = format!("<code>{}</code>", esc(&clip(func, 160)));
+    if func.len() < label.len() {
+        let _ = write!(s, "<div class=\"loc\">{}</div>", esc(&clip(label[func.len()..].trim(), 160)));
+    }
     if frames.len() > 1 || frames.first().is_some_and(|f| *f != label) {
         s.push_str("<details><summary>stack</summary><ol class=\"frames\">");
         for f in frames {
@@ -214,7 +226,8 @@ fn nav(h: &mut Page, r: &Report, charts: &[RenderedChart]) {
     }
     h.o.push_str("<nav>");
     for (id, t) in links {
-        let _ = write!(h.o, "<a href=\"#{id}\">{t}</a>");
+        // A newline between links: the nav wraps there on narrow screens.
+        let _ = writeln!(h.o, "<a href=\"#{id}\">{t}</a>");
     }
     h.o.push_str("</nav>\n");
 }
@@ -417,8 +430,8 @@ fn ooms(h: &mut Page, r: &Report) {
             row(&mut h.o, "grew most before", format!("{} +{} in the {} before", cat_cell(g.category), fmt_bytes(g.bytes), secs(g.window_ns)));
         }
         let who = match o.site {
-            Some(s) => format!("{} · {} · rule <code>{}</code>", site_html(r, s, &o.rule), cat_cell(o.category), esc(&o.rule)),
-            None => format!("{} · rule <code>{}</code>", cat_cell(o.category), esc(&o.rule)),
+            Some(s) => format!("{}{} · rule {}", site_html(r, s, &o.rule), cat_cell(o.category), rule_cell(&o.rule)),
+            None => format!("{} · rule {}", cat_cell(o.category), rule_cell(&o.rule)),
         };
         row(&mut h.o, "allocating call site", who);
         h.o.push_str("</tbody></table></div>\n<details><summary>composition at the failure</summary>\n");
@@ -436,7 +449,7 @@ fn growth(h: &mut Page, r: &Report, charts: &[RenderedChart]) {
     }
     h.h2("growth", "Growth per token");
     for g in &r.growth {
-        let _ = writeln!(h.o, "<h3>{} — {} points from markers {}</h3>", dev_name(g.device), g.points.len(), esc(&g.labels.join(", ")));
+        let _ = writeln!(h.o, "<h3>{} — {} steps (marker{} <code>{}</code>)</h3>", dev_name(g.device), g.points.len(), if g.labels.len() == 1 { "" } else { "s" }, esc(&g.labels.join(", ")));
         h.o.push_str("<div class=\"scroll\"><table><thead><tr><th>category</th><th class=\"n\">slope</th><th class=\"n\">intercept</th><th class=\"n\">R²</th></tr></thead><tbody>\n");
         let mut fits: Vec<_> = g.fits.iter().collect();
         fits.sort_by(|a, b| b.fit.slope_bytes_per_token.abs().total_cmp(&a.fit.slope_bytes_per_token.abs()));
@@ -494,7 +507,7 @@ pub(crate) fn oom_step(o: &vramtrace_analyzer::GrowthOom) -> String {
 fn fragmentation(h: &mut Page, r: &Report, charts: &[RenderedChart]) {
     h.h2("fragmentation", "Fragmentation");
     let start = r.trace_start_ns;
-    h.o.push_str("<div class=\"scroll\"><table><thead><tr><th>device</th><th class=\"n\">VMM reserved peak</th><th class=\"n\">VMM mapped peak</th><th class=\"n\">pool retained peak</th><th class=\"n\">at</th><th class=\"n\">BFC max</th><th class=\"n\">at</th><th class=\"n\">BFC at the peak</th><th class=\"n\">rounding waste at the peak</th></tr></thead><tbody>\n");
+    h.o.push_str("<div class=\"scroll\"><table><thead><tr><th>device</th><th class=\"n\">VMM reserved (peak)</th><th class=\"n\">VMM mapped (peak)</th><th class=\"n\">pool retained (peak)</th><th class=\"n\">at</th><th class=\"n\">BFC max</th><th class=\"n\">at</th><th class=\"n\">BFC at the VRAM peak</th><th class=\"n\">rounding waste at the VRAM peak</th></tr></thead><tbody>\n");
     for d in &r.devices {
         let f = &d.fragmentation;
         let _ = writeln!(
@@ -555,11 +568,11 @@ fn top_sites(h: &mut Page, r: &Report, charts: &[RenderedChart]) {
     for (i, s) in r.peak.top_sites.iter().take(h.max_rows).enumerate() {
         let _ = writeln!(
             h.o,
-            "<tr><td class=\"n\">{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            "<tr><td class=\"n\">{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
             i + 1,
             site_html(r, s.site, &s.rule),
             cat_cell(s.category),
-            esc(&s.rule),
+            rule_cell(&s.rule),
             fmt_bytes(s.bytes),
             pct(s.bytes, r.peak.total_bytes)
         );
@@ -585,14 +598,14 @@ fn leaks(h: &mut Page, r: &Report) {
         };
         let _ = writeln!(
             h.o,
-            "<tr><td class=\"n\">{}</td><td>{}</td><td>{kind}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td><td><code>{}</code></td></tr>",
+            "<tr><td class=\"n\">{}</td><td class=\"nw\">{}</td><td>{kind}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td><td>{}</td></tr>",
             l.pid,
             l.device.map(dev_name).unwrap_or_else(|| "host pinned".into()),
             cat_cell(l.category),
             fmt_bytes(l.bytes),
             thousands(l.allocations),
             site_html(r, l.site, &l.rule),
-            esc(&l.rule)
+            rule_cell(&l.rule)
         );
     }
     h.o.push_str("</tbody></table></div>\n");
@@ -634,16 +647,14 @@ fn attribution(h: &mut Page, r: &Report) {
     h.p("Every (call site, rule) pair that decided some bytes, largest first: which rule put each allocation in its category, and the frame it matched.");
     let mut v: Vec<_> = r.attribution.iter().collect();
     v.sort_by(|a, b| b.max_live_bytes.cmp(&a.max_live_bytes).then(b.bytes_allocated.cmp(&a.bytes_allocated)));
-    h.o.push_str("<div class=\"scroll\"><table><thead><tr><th>call site</th><th>category</th><th>rule</th><th>source</th><th>matched frame</th><th class=\"n\">allocations</th><th class=\"n\">allocated</th><th class=\"n\">max live</th><th class=\"n\">at the peak</th><th class=\"n\">leaked</th></tr></thead><tbody>\n");
+    h.o.push_str("<div class=\"scroll\"><table><thead><tr><th>call site (frame the rule matched)</th><th>category</th><th>rule</th><th class=\"n\">allocations</th><th class=\"n\">allocated</th><th class=\"n\">max live</th><th class=\"n\">at the peak</th><th class=\"n\">leaked</th></tr></thead><tbody>\n");
     for a in v.iter().take(h.max_rows) {
         let _ = writeln!(
             h.o,
-            "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
             site_html(r, a.site, &a.rule),
             cat_cell(a.category),
-            esc(&a.rule),
-            esc(&source_name(&a.source)),
-            a.frame.as_deref().map(|f| format!("<code>{}</code>", esc(&clip(f, 160)))).unwrap_or_default(),
+            rule_cell(&a.rule),
             thousands(a.allocations),
             fmt_bytes(a.bytes_allocated),
             fmt_bytes(a.max_live_bytes),
