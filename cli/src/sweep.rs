@@ -433,6 +433,8 @@ struct Step {
     status: Status,
     http_status: Option<u16>,
     error: Option<String>,
+    /// Something to know about a completed step (a truncated prompt).
+    note: Option<String>,
     oom_in_trace: bool,
 }
 
@@ -446,12 +448,15 @@ impl Step {
             "tokenize_count": self.tokenized, "prompt_tokens": self.prompt_tokens,
             "t_start_ns": self.t_start, "t_end_ns": self.t_end, "seconds": self.seconds,
             "status": self.status.name(), "http_status": self.http_status, "error": self.error,
-            "oom_in_trace": self.oom_in_trace,
+            "note": self.note, "oom_in_trace": self.oom_in_trace,
         })
     }
     fn describe(&self) -> String {
         match self.status {
-            Status::Ok => "ok".into(),
+            Status::Ok => match &self.note {
+                Some(n) => format!("ok; {n}"),
+                None => "ok".into(),
+            },
             _ => {
                 let what = match self.http_status {
                     Some(c) => format!("HTTP {c}"),
@@ -540,6 +545,7 @@ impl Sweeper<'_> {
             status: Status::Ok,
             http_status: None,
             error: None,
+            note: None,
             oom_in_trace: false,
         };
         match r {
@@ -592,7 +598,14 @@ impl Sweeper<'_> {
         if step.status == Status::Ok {
             step.t_end = self.markers.mark("prompt_tokens", step.tokens().unwrap_or(target))?;
             if let Some(n) = step.prompt_tokens {
-                self.ratio = (n as f64 / words as f64).max(1e-3);
+                let expected = tokenized.map_or(words as f64 * self.ratio, |c| c as f64);
+                if (n as f64) < 0.5 * expected {
+                    // Ollama cuts prompts to its context (num_ctx) without an error: the sample
+                    // is still right for n tokens, but n is not what was sent.
+                    step.note = Some(format!("the server counted only {n} of ~{expected:.0} prompt tokens: it truncates prompts (Ollama: raise OLLAMA_CONTEXT_LENGTH)"));
+                } else {
+                    self.ratio = (n as f64 / words as f64).max(1e-3);
+                }
             }
         } else {
             let now = mono_ns();
@@ -683,17 +696,33 @@ pub fn sweep(args: SweepArgs) -> Result<ExitCode, String> {
     if crate::trace_files(std::slice::from_ref(&out)).is_err() {
         println!("no traces in {0}: analyze with `vramtrace report <trace dir> {0}/markers-sweep.jsonl`", out.display());
     } else {
-        let loaded = load(std::slice::from_ref(&out)).map_err(|e| e.to_string())?;
+        let pb = crate::report::spinner("analyzing the traces");
+        let loaded = load(std::slice::from_ref(&out)).map_err(|e| {
+            pb.finish_and_clear();
+            e.to_string()
+        })?;
+        let opts = Options { vram: args.vram, ..Options::default() };
+        let report = analyze(&loaded, &opts);
+        pb.finish_and_clear();
         for w in &loaded.warnings {
             eprintln!("vramtrace: warning: {w}");
         }
-        let opts = Options { vram: args.vram, ..Options::default() };
-        let report = analyze(&loaded, &opts);
         print!("{}", growth_summary(&report, &steps));
         let path = out.join("report.json");
         let f = std::fs::File::create(&path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         serde_json::to_writer_pretty(std::io::BufWriter::new(f), &report).map_err(|e| format!("{}: {e}", path.display()))?;
-        println!("report: {} (per-step results: {})", path.display(), sweep_json.display());
+        // The HTML report (with the growth chart) is a bonus: a rendering failure is a warning.
+        let pb = crate::report::spinner("rendering the HTML report");
+        let repro = std::iter::once("vramtrace".to_string()).chain(std::env::args().skip(1)).collect::<Vec<_>>().join(" ");
+        let rendered = vramtrace_viewer::render_all(&report, &out, &vramtrace_viewer::RenderOptions { repro: Some(repro), ..Default::default() });
+        pb.finish_and_clear();
+        match rendered {
+            Ok(w) => println!("report: {} and {} (per-step results: {})", w.html.display(), path.display(), sweep_json.display()),
+            Err(e) => {
+                eprintln!("vramtrace: warning: HTML report not written: {e}");
+                println!("report: {} (per-step results: {})", path.display(), sweep_json.display());
+            }
+        }
     }
     Ok(if done == 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }

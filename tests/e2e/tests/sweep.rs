@@ -305,6 +305,20 @@ fn request_timeout_is_recorded_and_the_sweep_goes_on() {
 }
 
 #[test]
+fn silently_truncated_prompts_are_flagged() {
+    let s = sweep(8 << 30, &["--from", "256", "--to", "4096", "--steps", "5"], &["--truncate-at", "1000"]);
+    assert!(s.out.status.success(), "{}", s.both());
+    let steps = s.steps();
+    let counts: Vec<u64> = steps.iter().map(|s| s["prompt_tokens"].as_u64().unwrap()).collect();
+    assert_eq!(&counts[3..], [1000, 1000], "{counts:?}");
+    assert!(steps[..3].iter().all(|s| s["note"].is_null()), "{steps:?}");
+    for st in &steps[3..] {
+        assert!(st["note"].as_str().unwrap().contains("it truncates prompts"), "{st}");
+    }
+    assert!(s.stderr().contains("ok; the server counted only 1000 of ~"), "{}", s.both());
+}
+
+#[test]
 fn server_that_exits_before_answering_is_a_clear_error() {
     // The weights alone do not fit: the server fails to load and exits.
     let s = sweep(WEIGHTS, &[], &[]);

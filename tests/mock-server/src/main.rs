@@ -82,6 +82,10 @@ struct Args {
     hang_at: Option<u64>,
     #[arg(long, default_value_t = 10_000)]
     hang_ms: u64,
+    /// Prompts longer than this are cut to their last N tokens without an error, as Ollama does
+    /// at its context length (num_ctx). 0 = no limit.
+    #[arg(long, default_value_t = 0)]
+    truncate_at: u64,
     /// Model loading takes this long at least (/health answers 503 meanwhile).
     #[arg(long, default_value_t = 0)]
     load_ms: u64,
@@ -424,7 +428,10 @@ impl Server {
             Value::Array(a) if a.len() == 1 && a[0].is_string() => a[0].as_str().unwrap_or("").to_string(),
             _ => return respond(req, 400, error_body(400, "invalid_request_error", "\"prompt\" must be a string")),
         };
-        let n = prompt.split_whitespace().count() as u64;
+        let mut n = prompt.split_whitespace().count() as u64;
+        if self.args.truncate_at > 0 {
+            n = n.min(self.args.truncate_at);
+        }
         if n == 0 {
             return respond(req, 400, error_body(400, "invalid_request_error", "empty prompt"));
         }
