@@ -71,6 +71,26 @@ pub struct EventIter<'a> {
 }
 
 const RELEASE_EVERY: usize = 64 << 20;
+/// How far ahead of the reader to prefetch. The model does a few hundred ns of work per event
+/// between two reads of the trace, which defeats the hardware prefetcher: without this, most
+/// of the analysis time is spent waiting for the next record to come from DRAM.
+const PREFETCH_AHEAD: usize = 2048;
+
+#[inline(always)]
+fn prefetch(data: &[u8], at: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if at + 128 <= data.len() {
+        // SAFETY: the address lies inside the slice; a prefetch never faults anyway.
+        unsafe {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            let p = data.as_ptr().add(at) as *const i8;
+            _mm_prefetch(p, _MM_HINT_T0);
+            _mm_prefetch(p.add(64), _MM_HINT_T0);
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (data, at);
+}
 const POPULATE_WINDOW: usize = 4 << 20;
 
 impl<'a> EventIter<'a> {
@@ -94,6 +114,7 @@ impl Iterator for EventIter<'_> {
                 return None;
             }
             self.pos += len;
+            prefetch(self.data, self.pos + PREFETCH_AHEAD);
             if self.pos >= self.populated {
                 // Map the next window's pages in one call instead of one fault per page
                 // (MADV_POPULATE_READ, Linux 5.14+; harmless where unsupported).
