@@ -223,6 +223,7 @@ pub fn growth_svg(r: &Report, device: i32) -> Result<Option<String>, ChartError>
 // Drawing
 
 type DResult = Result<(), Box<dyn std::error::Error>>;
+type Areas<DB> = (DrawingArea<DB, Shift>, DrawingArea<DB, Shift>);
 
 /// Text policy: bitmap text goes through the embedded font, so characters it lacks become `?`.
 #[derive(Clone, Copy)]
@@ -297,7 +298,7 @@ fn frame<DB: DrawingBackend>(
     title: &str,
     subtitle: &str,
     tx: Tx,
-) -> Result<(DrawingArea<DB, Shift>, DrawingArea<DB, Shift>), Box<dyn std::error::Error>>
+) -> Result<Areas<DB>, Box<dyn std::error::Error>>
 where
     DB::ErrorType: 'static,
 {
@@ -382,7 +383,8 @@ where
     let span = pts.last().map(|p| p.t_rel_ns).unwrap_or(0).max(r.duration_ns).max(1);
     let tu = TimeUnit::for_span(span);
     let x_end = tu.v(span);
-    let ooms: Vec<_> = r.ooms.iter().filter(|o| o.device == d.device).collect();
+    // Pinned-host failures carry device -1 too; they are host memory, not this VRAM chart.
+    let ooms: Vec<_> = r.ooms.iter().filter(|o| o.device == d.device && o.category != Category::HostPinned).collect();
     let data_max = pts
         .iter()
         .map(|p| p.total_bytes)
@@ -637,7 +639,7 @@ where
             }
         })
         .collect();
-    rows.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+    rows.sort_by_key(|b| std::cmp::Reverse(b.bytes));
     let subtitle = format!("{} live at {} (all GPUs, runtime included)", fmt_bytes(total), secs(p.t_rel_ns));
     let (plot, legend) = frame(root, title, &subtitle, tx)?;
     draw_bars(root, &plot, &rows, 150, "bytes live at the peak", tx)?;

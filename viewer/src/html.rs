@@ -331,7 +331,7 @@ fn categories_table(h: &mut Page, c: &Categories, logged: Option<&[u64; Category
     }
     h.o.push_str("</tr></thead><tbody>\n");
     let mut rows: Vec<Category> = VRAM_CATEGORIES.iter().copied().filter(|&k| c.get(k) > 0 || logged.is_some_and(|l| l[k.index()] > 0)).collect();
-    rows.sort_by(|a, b| c.get(*b).cmp(&c.get(*a)));
+    rows.sort_by_key(|&k| std::cmp::Reverse(c.get(k)));
     for k in rows {
         let _ = write!(h.o, "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>", cat_cell(k), fmt_bytes(c.get(k)), pct(c.get(k), total));
         if let Some(l) = logged {
@@ -588,7 +588,7 @@ fn leaks(h: &mut Page, r: &Report) {
     }
     h.p("Bytes the program never freed: live at its exit, when its context was destroyed, or when it crashed.");
     let mut v: Vec<_> = r.leaks.iter().collect();
-    v.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+    v.sort_by_key(|l| std::cmp::Reverse(l.bytes));
     h.o.push_str("<div class=\"scroll\"><table><thead><tr><th class=\"n\">pid</th><th>memory</th><th>when</th><th>category</th><th class=\"n\">bytes</th><th class=\"n\">allocations</th><th>call site</th><th>rule</th></tr></thead><tbody>\n");
     for l in v.iter().take(h.max_rows) {
         let kind = match l.kind {

@@ -99,7 +99,7 @@ pub(crate) fn markdown_with_charts(r: &Report, repro: &str, files: &[(String, St
         o.push_str("| category | at the peak | share |\n|---|---:|---:|\n");
     }
     let mut rows: Vec<Category> = VRAM_CATEGORIES.iter().copied().filter(|&c| p.by_category.get(c) > 0 || logged[c.index()] > 0).collect();
-    rows.sort_by(|a, b| p.by_category.get(*b).cmp(&p.by_category.get(*a)));
+    rows.sort_by_key(|&c| std::cmp::Reverse(p.by_category.get(c)));
     for c in rows {
         let b = p.by_category.get(c);
         let _ = write!(o, "| {} {} | {} | {} |", swatch(c), c.name(), fmt_bytes(b), pct(b, total));

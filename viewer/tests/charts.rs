@@ -206,7 +206,7 @@ fn category_colours_identical_across_charts_html_and_markdown() {
         assert!(md.contains(&format!("\\color{{{hex}}}")), "Markdown swatch of {c}");
     }
     // The PNG uses the very same RGB values.
-    let png = std::fs::read(&w.charts[0].png.clone().unwrap()).unwrap();
+    let png = std::fs::read(w.charts[0].png.clone().unwrap()).unwrap();
     let (_, _, px) = decode(&png);
     let rgb = category_color(Category::KvCache);
     assert!(px.chunks(3).any(|p| p == [rgb.0, rgb.1, rgb.2]), "kv_cache colour in the timeline PNG");

@@ -39,7 +39,7 @@ fn write_big(dir: &std::path::Path, events: u64) -> std::path::PathBuf {
         let e = if n % 3 == 2 && !live.is_empty() {
             let (p, d) = live.swap_remove((n as usize * 7919) % live.len());
             EventRec { t_ns: t, api: Api::MemFree as u16, ptr: p, device: d, tid: 9, ..EventRec::default() }
-        } else if n % 50_000 == 0 {
+        } else if n.is_multiple_of(50_000) {
             EventRec { t_ns: t, api: Api::MemGetInfo as u16, free: 40 << 30, total: 80 << 30, device: dev, tid: 9, ..EventRec::default() }
         } else {
             ptr += 1 << 21;
@@ -47,7 +47,7 @@ fn write_big(dir: &std::path::Path, events: u64) -> std::path::PathBuf {
             EventRec { t_ns: t, api: Api::MemAlloc as u16, ptr, size: 4096 + (n % 997) * 512, stack_id: (n % 500) as u32 + 1, device: dev, tid: 9, ..EventRec::default() }
         };
         w.event(&e).unwrap();
-        if n % 100_000 == 0 {
+        if n.is_multiple_of(100_000) {
             w.marker(t, 9, "tokens", (n / 100) as i64).unwrap();
         }
         n += 1;
