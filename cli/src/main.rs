@@ -2,6 +2,7 @@
 //! together: `run` (shim + child process), `events` (trace → lines), `report` (analyzer → viewer),
 //! `sweep` and `diff`.
 
+mod diff;
 mod events;
 mod report;
 mod run;
@@ -26,6 +27,8 @@ enum Cmd {
     Report(report::ReportArgs),
     /// Measure memory growth per token of context against an OpenAI-compatible server.
     Sweep(sweep::SweepArgs),
+    /// Compare two runs: what grew, what shrank, new and vanished call sites; a CI gate.
+    Diff(diff::DiffArgs),
     /// Print every recorded event, one per line.
     Events {
         /// Trace files (.vtr) or directories of them.
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
         Cmd::Run(args) => run::run(args),
         Cmd::Report(args) => report::report(args),
         Cmd::Sweep(args) => sweep::sweep(args),
+        Cmd::Diff(args) => diff::diff(args),
         Cmd::Events { paths, json, no_symbols } => events::events(&paths, json, !no_symbols),
     };
     match r {

@@ -55,9 +55,10 @@ pub struct SweepArgs {
     /// Seconds one request may take.
     #[arg(long, default_value_t = 600)]
     pub timeout: u64,
-    /// Seconds the started server may take until it answers (model loading).
-    #[arg(long, default_value_t = 600)]
-    pub startup_timeout: u64,
+    /// Seconds the server may take until it answers: model loading when started here
+    /// (default 600), else just a check that it is up (default 10).
+    #[arg(long)]
+    pub startup_timeout: Option<u64>,
     /// The shim library; default: libvramtrace.so next to this executable.
     #[arg(long)]
     pub shim: Option<PathBuf>,
@@ -686,7 +687,9 @@ pub fn sweep(args: SweepArgs) -> Result<ExitCode, String> {
     o.push_str(&format!("  {:>4}  {:>8}  {:>13}  {:>8}  result\n", "step", "target", "prompt_tokens", "seconds"));
     for s in &steps {
         let n = s.prompt_tokens.map(|n| n.to_string()).unwrap_or_else(|| "-".into());
-        o.push_str(&format!("  {:>4}  {:>8}  {:>13}  {:>8.2}  {}\n", s.index, s.target, n, s.seconds, s.describe()));
+        // First line only: the server's last output was shown with the step's progress line.
+        let d = s.describe();
+        o.push_str(&format!("  {:>4}  {:>8}  {:>13}  {:>8.2}  {}\n", s.index, s.target, n, s.seconds, d.lines().next().unwrap_or("")));
     }
     if steps.len() < plan.len() {
         o.push_str(&format!("  steps {}..{} not run: the sweep stopped at step {}\n", steps.len() + 1, plan.len(), steps.len()));
@@ -729,7 +732,8 @@ pub fn sweep(args: SweepArgs) -> Result<ExitCode, String> {
 
 /// Waits for the server, then runs the steps; stops early when the server is gone or on Ctrl-C.
 fn drive(args: &SweepArgs, base: &str, plan: &[u64], out: &Path, mut server: Option<&mut Traced>, bar: &ProgressBar) -> Result<Vec<Step>, String> {
-    wait_ready(base, server.as_deref_mut(), out, Duration::from_secs(args.startup_timeout), bar)?;
+    let startup = args.startup_timeout.unwrap_or(if server.is_some() { 600 } else { 10 });
+    wait_ready(base, server.as_deref_mut(), out, Duration::from_secs(startup), bar)?;
     let client = Client::new(base, Duration::from_secs(args.timeout));
     let model = match &args.model {
         Some(m) => Some(m.clone()),
