@@ -120,7 +120,7 @@ fn sweep_cmd(port: u16, dir: &Path, capacity: u64, sweep_args: &[&str]) -> Comma
         .arg(format!("http://127.0.0.1:{port}"))
         .arg("--out")
         .arg(dir)
-        .args(["--startup-timeout", "30"])
+        .args(if sweep_args.contains(&"--startup-timeout") { &[][..] } else { &["--startup-timeout", "30"][..] })
         .args(if sweep_args.contains(&"--timeout") { &[][..] } else { &["--timeout", "30"][..] })
         .args(sweep_args)
         .env("LD_LIBRARY_PATH", &env().fake_dir)
@@ -372,6 +372,36 @@ fn sweep_against_an_already_running_server() {
     let g = r["growth"].as_array().unwrap().iter().find(|g| g["device"] == 0).unwrap();
     assert_eq!(g["points"].as_array().unwrap().len(), 6);
     assert!(rel_err(slope(g, "scratch_pool"), BPT as f64) < 0.01, "{g}");
+}
+
+/// Without a command and without traces in --out: requests and markers only; a server that
+/// goes away mid-sweep ends it with a clear status.
+#[test]
+fn sweep_without_traces_stops_when_the_server_goes_away() {
+    let port = free_port();
+    let mut server = command(&mock(), &["--port", &port.to_string(), "--die-at", "3"]);
+    server.stdout(Stdio::null()).stderr(Stdio::null()).env("FAKE_CUDA_CAPACITY", "8GiB");
+    let mut server = server.spawn().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let s = Sweep { out: bounded(sweep_cmd(port, dir.path(), 8 << 30, &["--from", "256", "--to", "4096", "--steps", "5"]), 60), dir };
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(s.out.status.success(), "{}", s.both());
+    let statuses: Vec<String> = s.steps().iter().map(|s| s["status"].as_str().unwrap().to_string()).collect();
+    assert_eq!(statuses, ["ok", "ok", "unreachable"]);
+    assert!(s.stdout().contains("no traces in"), "{}", s.both());
+    assert!(!s.dir.path().join("report.json").exists());
+    let labels: Vec<String> = s.markers().into_iter().map(|m| m.0).collect();
+    assert_eq!(labels, ["request_start", "prompt_tokens", "request_start", "prompt_tokens", "request_start", "request_failed"]);
+}
+
+#[test]
+fn no_server_at_the_url_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bounded(sweep_cmd(free_port(), dir.path(), 8 << 30, &["--startup-timeout", "2"]), 30);
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{e}");
+    assert!(e.contains("did not answer within 2 s") && e.contains("raise --startup-timeout"), "{e}");
 }
 
 /// Growth from the shim's own markers in an ordinary run: llama_shaped calls

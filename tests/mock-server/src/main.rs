@@ -147,6 +147,8 @@ fn check(what: &str, r: CUresult) -> Result<(), String> {
 }
 
 impl Driver {
+    // Each transmute's target is the field's declared function type.
+    #[allow(clippy::missing_transmute_annotations)]
     fn load() -> Result<Driver, String> {
         // SAFETY: plain dlopen/dlsym; the pointers are cast to the driver API's documented types.
         unsafe {
