@@ -68,7 +68,8 @@ impl Symbols {
     /// Resolves every stack address of every trace with the real symbolizer (ELF files named
     /// by the traces' module records; files shared between processes are parsed once).
     pub fn resolve(loaded: &Loaded) -> Symbols {
-        let cache = std::rc::Rc::new(std::cell::RefCell::new(symbolize::ElfCache::default()));
+        let paths: Vec<&std::path::Path> = loaded.traces.iter().map(|t| t.path.as_path()).collect();
+        let cache = std::rc::Rc::new(std::cell::RefCell::new(symbolize::ElfCache::with_search_dirs(symbolize::search_dirs_for(&paths))));
         let mut warnings = Vec::new();
         let mut syms: Vec<Symbolizer> = loaded.traces.iter().map(|t| Symbolizer::with_cache(&t.modules, cache.clone())).collect();
         let s = Self::resolve_with(loaded, |fi, addr| Some(syms[fi].resolve(addr)));

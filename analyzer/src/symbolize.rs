@@ -274,10 +274,38 @@ impl Elf {
 pub struct ElfCache {
     files: HashMap<PathBuf, Option<Rc<Elf>>>,
     warnings: Vec<String>,
+    /// Where else to look for a module, by file name, when its recorded path is missing or holds
+    /// another build (symbolizing on another machine, or after a rebuild).
+    search_dirs: Vec<PathBuf>,
+}
+
+/// Directories searched for binaries besides their recorded paths: each trace's own directory
+/// (copy the binaries next to the traces to symbolize elsewhere) and `$VRAMTRACE_SYMBOL_PATH`
+/// (colon-separated).
+pub fn search_dirs_for(traces: &[&Path]) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    let mut push = |d: PathBuf| {
+        if !d.as_os_str().is_empty() && !dirs.contains(&d) {
+            dirs.push(d);
+        }
+    };
+    for t in traces {
+        push(if t.is_dir() { t.to_path_buf() } else { t.parent().map(Path::to_path_buf).unwrap_or_default() });
+    }
+    if let Some(v) = std::env::var_os("VRAMTRACE_SYMBOL_PATH") {
+        std::env::split_paths(&v).for_each(push);
+    }
+    dirs
 }
 
 impl ElfCache {
-    fn get(&mut self, path: &Path) -> Option<Rc<Elf>> {
+    pub fn with_search_dirs(search_dirs: Vec<PathBuf>) -> ElfCache {
+        ElfCache { search_dirs, ..ElfCache::default() }
+    }
+
+    /// Opens (once) and caches a file. `quiet`: a failure is not worth a warning (a speculative
+    /// search-path candidate).
+    fn get_quiet(&mut self, path: &Path, quiet: bool) -> Option<Rc<Elf>> {
         if let Some(e) = self.files.get(path) {
             return e.clone();
         }
@@ -297,7 +325,9 @@ impl ElfCache {
                 Some(Rc::new(e))
             }
             Err(msg) => {
-                self.warnings.push(format!("symbols: cannot read {msg}; using module+offset"));
+                if !quiet {
+                    self.warnings.push(format!("symbols: cannot read {msg}; using module+offset"));
+                }
                 None
             }
         };
@@ -370,22 +400,32 @@ impl Symbolizer {
             return e.clone();
         }
         let m = &self.modules[idx];
-        let mut e = self.files.borrow_mut().get(Path::new(&m.path));
-        if let Some(elf) = &e {
-            if !m.build_id.is_empty() {
-                if let Some(file_id) = &elf.build_id {
-                    if *file_id != m.build_id {
-                        self.warnings.push(format!(
-                            "symbols: {} has a different build-id than the traced process used (rebuilt since the run?); using module+offset",
-                            m.path
-                        ));
-                        e = None;
-                    }
-                }
-            }
+        let recorded = PathBuf::from(&m.path);
+        // The recorded path first, then a file of the same name in the search directories; the
+        // first whose build-id matches the traced one (or that has none to compare) wins.
+        let mut candidates = vec![recorded.clone()];
+        if let Some(name) = recorded.file_name() {
+            candidates.extend(self.files.borrow().search_dirs.iter().map(|d| d.join(name)).filter(|p| p.is_file()));
         }
-        self.elfs.insert(idx, e.clone());
-        e
+        let mut found = None;
+        let mut mismatch = false;
+        for c in candidates {
+            let Some(elf) = self.files.borrow_mut().get_quiet(&c, c != recorded) else { continue };
+            let matches = m.build_id.is_empty() || elf.build_id.as_ref().is_none_or(|id| *id == m.build_id);
+            if matches {
+                found = Some(elf);
+                break;
+            }
+            mismatch = true;
+        }
+        if found.is_none() && mismatch {
+            self.warnings.push(format!(
+                "symbols: {} has a different build-id than the traced process used (rebuilt since the run?); using module+offset",
+                m.path
+            ));
+        }
+        self.elfs.insert(idx, found.clone());
+        found
     }
 
     fn resolve_uncached(&mut self, addr: u64, pc_runtime: u64) -> Frame {

@@ -5,7 +5,9 @@ use std::collections::{BinaryHeap, HashMap};
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use vramtrace_analyzer::symbolize::Symbolizer;
+use std::cell::RefCell;
+use std::rc::Rc;
+use vramtrace_analyzer::symbolize::{search_dirs_for, ElfCache, Symbolizer};
 use vramtrace_trace::{result_name, Api, Info, Reader, Record, Tail};
 
 /// One open trace: its reader, the stacks and modules seen so far, its symbolizer.
@@ -16,6 +18,8 @@ struct Source<'a> {
     stacks: HashMap<u32, Vec<u64>>,
     symbolizer: Option<Symbolizer>,
     modules: Vec<vramtrace_trace::Module>,
+    /// Opened ELF files, shared by every source.
+    files: Rc<RefCell<ElfCache>>,
     failed: bool,
 }
 
@@ -64,8 +68,8 @@ impl Source<'_> {
         if !symbols {
             return frames.iter().map(|&a| vramtrace_analyzer::symbolize::Frame::unresolved(a, &self.modules).to_string()).collect();
         }
-        let modules = &self.modules;
-        let sym = self.symbolizer.get_or_insert_with(|| Symbolizer::new(modules));
+        let (modules, files) = (&self.modules, &self.files);
+        let sym = self.symbolizer.get_or_insert_with(|| Symbolizer::with_cache(modules, files.clone()));
         frames.iter().map(|&a| sym.resolve(a).to_string()).collect()
     }
 }
@@ -81,6 +85,8 @@ pub fn events(paths: &[PathBuf], json: bool, symbols: bool) -> Result<ExitCode, 
             Ok((p.display().to_string(), m))
         })
         .collect::<Result<_, String>>()?;
+    let dirs = search_dirs_for(&files.iter().map(|p| p.as_path()).collect::<Vec<_>>());
+    let elf_files = Rc::new(RefCell::new(ElfCache::with_search_dirs(dirs)));
     let mut sources = Vec::new();
     for (path, map) in &maps {
         let reader = Reader::new(map).map_err(|e| format!("{path}: {e}"))?;
@@ -91,6 +97,7 @@ pub fn events(paths: &[PathBuf], json: bool, symbols: bool) -> Result<ExitCode, 
             stacks: HashMap::new(),
             symbolizer: None,
             modules: vec![],
+            files: elf_files.clone(),
             failed: false,
         });
     }

@@ -164,3 +164,27 @@ fn several_processes_share_the_device() {
     let by_process = r["devices"][0]["processes"].as_array().unwrap();
     assert_eq!(by_process.len(), 2, "both processes used the device");
 }
+
+/// Offline, on another machine: the binary is gone from the recorded path, and a copy placed next
+/// to the traces (or in $VRAMTRACE_SYMBOL_PATH) is found by name and verified by build-id.
+#[test]
+fn binaries_copied_next_to_the_traces_symbolize_them_elsewhere() {
+    let bin_dir = tempfile::tempdir().unwrap();
+    let exe = bin_dir.path().join("llama_shaped");
+    std::fs::copy(runner("llama_shaped"), &exe).unwrap();
+    let envs: Vec<(&str, &str)> = LLAMA_ENV.to_vec();
+    let (dir, out) = vramtrace_run(&exe, &[], &envs);
+    assert!(out.status.success());
+    drop(bin_dir); // the recorded path no longer exists
+    let without = report_json(dir.path(), &[]);
+    assert_eq!(peak_categories(&without, 0)["kv_cache"], 256 * MIB, "the log-line fallback still works");
+    assert!(!without["rules"].as_array().unwrap().iter().any(|u| u["rule"] == "builtin:llama.kv_cache_ctor"));
+    std::fs::copy(runner("llama_shaped"), dir.path().join("llama_shaped")).unwrap();
+    let with = report_json(dir.path(), &[]);
+    assert_llama_categories(&peak_categories(&with, 0), 64 * MIB);
+    assert!(with["rules"].as_array().unwrap().iter().any(|u| u["rule"] == "builtin:llama.kv_cache_ctor"), "stacks symbolized again");
+    // A different build under the same name is refused (build-id check), not trusted.
+    std::fs::copy(runner("linked"), dir.path().join("llama_shaped")).unwrap();
+    let wrong = report_json(dir.path(), &[]);
+    assert!(wrong["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().contains("different build-id")), "{}", wrong["warnings"]);
+}
