@@ -251,7 +251,8 @@ pub fn vramtrace_run(program: &Path, args: &[&str], envs: &[(&str, &str)]) -> (t
 
 /// `vramtrace report PATH --json FILE [extra]`, parsed.
 pub fn report_json(path: &Path, extra: &[&str]) -> serde_json::Value {
-    let json = path.join("report-test.json");
+    let tmp = tempfile::tempdir().unwrap();
+    let json = tmp.path().join("report.json");
     let out = Command::new(&env().vramtrace).arg("report").arg(path).arg("--json").arg(&json).args(extra).output().unwrap();
     assert!(out.status.success(), "vramtrace report failed:\n{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap()

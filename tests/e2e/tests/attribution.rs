@@ -188,3 +188,22 @@ fn binaries_copied_next_to_the_traces_symbolize_them_elsewhere() {
     let wrong = report_json(dir.path(), &[]);
     assert!(wrong["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().contains("different build-id")), "{}", wrong["warnings"]);
 }
+
+/// The README's quick start reports on the bundled sample; it must keep saying what was recorded.
+#[test]
+fn bundled_sample_report() {
+    let sample = env().repo.join("samples/llama-sim");
+    let r = report_json(&sample, &[]);
+    let c = peak_categories(&r, 0);
+    assert_eq!(c["weights"], 3891 * MIB, "{c:?}");
+    assert_eq!(c["kv_cache"], 1024 * MIB);
+    assert_eq!(c["compute"], 512 * MIB);
+    assert_eq!(c["scratch_pool"], 256 * MIB);
+    assert_eq!(c["workspace"], 4 * MIB);
+    assert_eq!(c["runtime"], 300 * MIB);
+    assert_eq!(c["unknown"], 0);
+    assert_eq!(r["ooms"].as_array().unwrap().len(), 1);
+    assert_eq!(r["ooms"][0]["verdict"], "exhausted");
+    let g = &r["growth"][0];
+    assert!(g.to_string().contains("scratch_pool"), "{g}");
+}

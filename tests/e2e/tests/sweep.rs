@@ -28,8 +28,17 @@ fn mock() -> PathBuf {
     p
 }
 
+/// A port nothing listens on, never handed to two tests of this process.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap();
+    loop {
+        let p = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if !given.contains(&p) {
+            given.push(p);
+            return p;
+        }
+    }
 }
 
 /// Runs `cmd` in its own process group with a deadline; on expiry the whole group (the sweep
@@ -132,8 +141,11 @@ fn sweep_cmd(port: u16, dir: &Path, capacity: u64, sweep_args: &[&str]) -> Comma
 
 /// `vramtrace sweep ARGS -- mock-llama-server SERVER_ARGS` on a device of `capacity` bytes.
 fn sweep(capacity: u64, sweep_args: &[&str], server_args: &[&str]) -> Sweep {
+    sweep_on(free_port(), capacity, sweep_args, server_args)
+}
+
+fn sweep_on(port: u16, capacity: u64, sweep_args: &[&str], server_args: &[&str]) -> Sweep {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     let mut c = sweep_cmd(port, dir.path(), capacity, sweep_args);
     c.arg("--").arg(mock()).args(["--port", &port.to_string()]);
     for (k, v) in [("--bytes-per-token", BPT), ("--weights", WEIGHTS), ("--kv", KV), ("--compute", COMPUTE)] {
@@ -237,8 +249,9 @@ fn oom_abort_kills_the_server_and_names_the_step() {
     assert_eq!(steps.len(), 8, "the sweep stops when the server is gone");
     let last = &steps[7];
     assert_eq!((last["status"].as_str(), last["oom_in_trace"].as_bool()), (Some("server_died"), Some(true)), "{last}");
-    let e = last["error"].as_str().unwrap();
-    assert!(e.contains("the server died (signal 6 (abort))") && e.contains("CUDA error: out of memory"), "{e}");
+    assert_eq!(last["error"], "signal 6 (abort)");
+    // Its last words passed through (stderr is no terminal here).
+    assert!(s.stderr().contains("CUDA error: out of memory"), "{}", s.both());
     let g = s.growth();
     assert_eq!(g["oom"]["step_tokens"], last["tokenize_count"], "{g}");
     assert!(s.stdout().contains("out of memory during step 8"), "{}", s.both());
@@ -265,18 +278,19 @@ fn server_error_at_a_step_is_reported_and_left_out_of_the_fit() {
 
 #[test]
 fn server_dying_mid_sweep_gives_a_partial_report() {
-    // Long prompts, so three points already fit the slope despite the 2 MiB granules.
-    let s = sweep(8 << 30, &["--from", "2048", "--to", "65536", "--steps", "6"], &["--die-at", "4"]);
+    // Long prompts, so four points fit the slope well despite the 2 MiB granules.
+    let s = sweep(8 << 30, &["--from", "2048", "--to", "65536", "--steps", "6"], &["--die-at", "5"]);
     assert!(s.out.status.success(), "{}", s.both());
     let steps = s.steps();
-    assert_eq!(steps.len(), 4);
-    assert_eq!((steps[3]["status"].as_str(), steps[3]["oom_in_trace"].as_bool()), (Some("server_died"), Some(false)));
-    assert!(steps[3]["error"].as_str().unwrap().contains("dying as asked"), "server output in the message: {}", steps[3]);
+    assert_eq!(steps.len(), 5);
+    assert_eq!((steps[4]["status"].as_str(), steps[4]["oom_in_trace"].as_bool()), (Some("server_died"), Some(false)));
+    assert_eq!(steps[4]["error"], "signal 6 (abort)");
     let out = s.stdout();
-    assert!(out.contains("3 of 6 step(s) completed") && out.contains("steps 5..6 not run: the sweep stopped at step 4"), "{out}");
-    assert!(s.stderr().contains("server had exited (signal 6 (abort))"), "{}", s.both());
+    assert!(out.contains("4 of 6 step(s) completed") && out.contains("steps 6..6 not run: the sweep stopped at step 5"), "{out}");
+    assert!(out.contains("server died: signal 6 (abort)"), "{out}");
+    assert!(s.stderr().contains("dying as asked") && s.stderr().contains("server had exited (signal 6 (abort))"), "{}", s.both());
     let g = s.growth();
-    assert_eq!(g["points"].as_array().unwrap().len(), 3);
+    assert_eq!(g["points"].as_array().unwrap().len(), 4);
     assert!(rel_err(slope(&g, "scratch_pool"), BPT as f64) < 0.01, "{g}");
 }
 
@@ -393,6 +407,24 @@ fn sweep_without_traces_stops_when_the_server_goes_away() {
     assert!(!s.dir.path().join("report.json").exists());
     let labels: Vec<String> = s.markers().into_iter().map(|m| m.0).collect();
     assert_eq!(labels, ["request_start", "prompt_tokens", "request_start", "prompt_tokens", "request_start", "request_failed"]);
+}
+
+#[test]
+fn a_port_already_served_is_refused() {
+    let port = free_port();
+    let mut other = command(&mock(), &["--port", &port.to_string()]);
+    let mut other = other.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the first server never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let s = sweep_on(port, 8 << 30, &[], &[]);
+    let _ = other.kill();
+    let _ = other.wait();
+    assert_eq!(s.out.status.code(), Some(2), "{}", s.both());
+    assert!(s.stderr().contains(&format!("something already answers at http://127.0.0.1:{port}")), "{}", s.both());
+    assert!(read_traces(s.dir.path()).is_empty(), "the server was not started");
 }
 
 #[test]
