@@ -303,8 +303,12 @@ fn oom_in_trace(out: &Path, t0: u64, t1: u64) -> bool {
 
 // ---- the server -----------------------------------------------------------------------------
 
-/// The last lines the server printed (from its captured output), for error messages.
-fn server_tail(out: &Path, pid: u32, n: usize) -> String {
+/// The last lines the server printed (from its captured output), for error messages — only
+/// when its output did not already pass through to the terminal.
+fn server_tail(out: &Path, pid: u32, n: usize, shown: bool) -> String {
+    if shown {
+        return String::new();
+    }
     let Ok(text) = std::fs::read_to_string(out.join(format!("output-{pid}.jsonl"))) else { return String::new() };
     let lines: Vec<String> =
         text.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter_map(|v| v["line"].as_str().map(str::to_string)).collect();
@@ -326,7 +330,7 @@ fn describe_exit(s: std::process::ExitStatus) -> String {
 
 /// Waits until the server answers `/health` (llama-server, vLLM) or `/v1/models` (Ollama, and
 /// servers without /health). 503 means "still loading".
-fn wait_ready(base: &str, mut server: Option<&mut Traced>, out: &Path, timeout: Duration, bar: &ProgressBar) -> Result<(), String> {
+fn wait_ready(base: &str, mut server: Option<&mut Traced>, out: &Path, shown: bool, timeout: Duration, bar: &ProgressBar) -> Result<(), String> {
     let probe = Client::new(base, Duration::from_secs(5));
     let start = Instant::now();
     loop {
@@ -335,7 +339,7 @@ fn wait_ready(base: &str, mut server: Option<&mut Traced>, out: &Path, timeout: 
         }
         if let Some(s) = server.as_deref_mut() {
             if let Ok(Some(st)) = s.child.try_wait() {
-                return Err(format!("the server exited ({}) before it answered at {base}{}", describe_exit(st), server_tail(out, s.child.id(), 12)));
+                return Err(format!("the server exited ({}) before it answered at {base}{}", describe_exit(st), server_tail(out, s.child.id(), 12, shown)));
             }
         }
         let last = match probe.get("/health") {
@@ -483,6 +487,8 @@ struct Sweeper<'a> {
     out: &'a Path,
     /// Traces of the server in `out` (so OOM inside a failed step can be looked up).
     traced_here: bool,
+    /// The server's output passes through to ours (no need to repeat its last lines).
+    output_shown: bool,
 }
 
 impl Sweeper<'_> {
@@ -583,7 +589,7 @@ impl Sweeper<'_> {
                     }
                     match died {
                         Some(st) => {
-                            step.error = Some(format!("the server died ({}){}", describe_exit(st), server_tail(self.out, s.child.id(), 8)));
+                            step.error = Some(format!("{}{}", describe_exit(st), server_tail(self.out, s.child.id(), 8, self.output_shown)));
                             Status::ServerDied
                         }
                         None if matches!(e, HttpError::Connection(_)) && self.client.get("/v1/models").is_err() => Status::Unreachable,
@@ -657,6 +663,11 @@ pub fn sweep(args: SweepArgs) -> Result<ExitCode, String> {
 
     let mut server = if with_server {
         let shim = find_shim(args.shim.as_deref())?;
+        // A server already answering there would be measured instead of the one started here
+        // (which would then fail to bind its port).
+        if let Ok((code, _)) = Client::new(&base, Duration::from_secs(2)).get("/v1/models") {
+            return Err(format!("something already answers at {base} (HTTP {code}); stop it or give the server another port"));
+        }
         // The server's output would tear the progress bar apart: it goes to output-<pid>.jsonl
         // only, unless asked for or unless there is no bar.
         let s = spawn_with(&args.cmd, &shim, &out, args.stack_depth, args.server_output || !interactive)?;
@@ -667,7 +678,8 @@ pub fn sweep(args: SweepArgs) -> Result<ExitCode, String> {
     };
 
     // Everything that can fail with the server up runs here, so the server is always stopped.
-    let result = drive(&args, &base, &plan, &out, server.as_mut(), &bar);
+    let output_shown = args.server_output || !interactive;
+    let result = drive(&args, &base, &plan, &out, server.as_mut(), output_shown, &bar);
     let stopped = server.map(stop_server);
     bar.finish_and_clear();
     unsafe { libc::signal(libc::SIGINT, libc::SIG_DFL) };
@@ -731,9 +743,17 @@ pub fn sweep(args: SweepArgs) -> Result<ExitCode, String> {
 }
 
 /// Waits for the server, then runs the steps; stops early when the server is gone or on Ctrl-C.
-fn drive(args: &SweepArgs, base: &str, plan: &[u64], out: &Path, mut server: Option<&mut Traced>, bar: &ProgressBar) -> Result<Vec<Step>, String> {
+fn drive(
+    args: &SweepArgs,
+    base: &str,
+    plan: &[u64],
+    out: &Path,
+    mut server: Option<&mut Traced>,
+    output_shown: bool,
+    bar: &ProgressBar,
+) -> Result<Vec<Step>, String> {
     let startup = args.startup_timeout.unwrap_or(if server.is_some() { 600 } else { 10 });
-    wait_ready(base, server.as_deref_mut(), out, Duration::from_secs(startup), bar)?;
+    wait_ready(base, server.as_deref_mut(), out, output_shown, Duration::from_secs(startup), bar)?;
     let client = Client::new(base, Duration::from_secs(args.timeout));
     let model = match &args.model {
         Some(m) => Some(m.clone()),
@@ -747,7 +767,7 @@ fn drive(args: &SweepArgs, base: &str, plan: &[u64], out: &Path, mut server: Opt
     };
     let tokenize = matches!(client.post("/tokenize", &json!({"content": "hello world"})), Ok((200, b)) if serde_json::from_str::<Value>(&b).is_ok_and(|v| v["tokens"].is_array()));
     let traced_here = server.is_some() || crate::trace_files(&[out.to_path_buf()]).is_ok();
-    let mut sw = Sweeper { client, model, tokenize, ratio: 1.0, rng: Rng::new(), markers: Markers::create(out)?, out, traced_here };
+    let mut sw = Sweeper { client, model, tokenize, ratio: 1.0, rng: Rng::new(), markers: Markers::create(out)?, out, traced_here, output_shown };
     say(
         bar,
         format!(
