@@ -39,6 +39,8 @@ pub struct TraceFile {
     /// readings, failures), sorted. Lets the model skip the all-GPUs aggregate when a trace
     /// set uses one GPU only.
     pub devices: Vec<i32>,
+    /// GPUs as the driver described them (Device records, trace format 1.1+).
+    pub gpus: Vec<vramtrace_trace::DeviceInfo>,
     /// End of the last record the scan decoded: the event pass stops here, so both passes
     /// agree on where a damaged file ends.
     stop: usize,
@@ -366,6 +368,7 @@ fn scan(path: &Path) -> Result<TraceFile, String> {
     let mut error = None;
     let (mut events, mut first_ns, mut last_ns, mut prev, mut out_of_order) = (0u64, u64::MAX, 0u64, 0u64, 0u64);
     let mut devices: Vec<i32> = Vec::new();
+    let mut gpus = Vec::new();
     let mut released = 0usize;
     let mut populated = 0usize;
     let mut stop = FILE_HEADER_LEN;
@@ -404,6 +407,7 @@ fn scan(path: &Path) -> Result<TraceFile, String> {
                 end_ns = Some(e.t_ns);
                 last_ns = last_ns.max(e.t_ns);
             }
+            Ok(Record::Device(d)) => gpus.push(d),
             Err(e) => {
                 error = Some(e.to_string());
                 break;
@@ -452,6 +456,7 @@ fn scan(path: &Path) -> Result<TraceFile, String> {
         out_of_order,
         bytes: len,
         devices,
+        gpus,
         stop,
         data,
     })

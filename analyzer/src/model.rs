@@ -2133,10 +2133,21 @@ impl<'a> Engine<'a> {
         }
         pools.sort_by_key(|p| (p.pid, p.pool));
         let peak = self.peak_report(si);
+        let gpu = self.loaded.traces.iter().flat_map(|t| &t.gpus).find(|g| g.ordinal == dev);
+        let (capacity, capacity_source) = match (s.capacity, gpu) {
+            (None, Some(g)) if g.total_bytes > 0 => (Some(g.total_bytes), "cuDeviceTotalMem"),
+            _ => (s.capacity, s.capacity_source),
+        };
         DeviceReport {
             device: dev,
-            capacity_bytes: s.capacity,
-            capacity_source: s.capacity_source.into(),
+            name: gpu.map(|g| g.name.clone()).filter(|n| !n.is_empty()),
+            driver_version: gpu.filter(|g| g.driver_version > 0).map(|g| format!("{}.{}", g.driver_version / 1000, g.driver_version % 1000 / 10)),
+            uuid: gpu.filter(|g| g.uuid != [0; 16]).map(|g| {
+                let h: String = g.uuid.iter().map(|b| format!("{b:02x}")).collect();
+                format!("GPU-{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+            }),
+            capacity_bytes: capacity,
+            capacity_source: capacity_source.into(),
             fragmentation: Fragmentation {
                 vmm_reserved_peak_bytes: s.vmm_reserved_peak,
                 vmm_mapped_peak_bytes: s.vmm_mapped_peak,

@@ -232,6 +232,15 @@ pub struct Reconciliation {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeviceReport {
     pub device: i32,
+    /// The GPU's name, as the driver reports it (`cuDeviceGetName`), when the trace recorded it.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Driver (CUDA) version, e.g. "12.9" (`cuDriverGetVersion`).
+    #[serde(default)]
+    pub driver_version: Option<String>,
+    /// The GPU's UUID, `GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` as nvidia-smi prints it.
+    #[serde(default)]
+    pub uuid: Option<String>,
     pub capacity_bytes: Option<u64>,
     /// `option` (--vram), `cuMemGetInfo` (any driver reading), or `unknown`.
     pub capacity_source: String,

@@ -52,7 +52,7 @@ impl Source<'_> {
                     self.symbolizer = None; // rebuilt with the new module list on next use
                 }
                 Ok(Record::Info(i)) => self.info = i,
-                Ok(Record::End(_)) => {}
+                Ok(Record::End(_)) | Ok(Record::Device(_)) => {}
                 Err(e) => {
                     eprintln!("vramtrace: warning: {}: {e}; events after this point are lost", self.path);
                     self.failed = true;

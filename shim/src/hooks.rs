@@ -228,6 +228,7 @@ hooks! {
     }
     DevicePrimaryCtxRetain = fn cuDevicePrimaryCtxRetain(ctx: *mut CUcontext, device: CUdevice) |e, r| {
         e.handle = out_ptr(ctx, r); e.device = device;
+        if r == CUDA_SUCCESS { recorder::describe_device(device); }
     }
     DevicePrimaryCtxRelease = fn cuDevicePrimaryCtxRelease_v2(device: CUdevice) |e, _r| {
         e.device = device;
@@ -250,6 +251,7 @@ fn ctx_info(e: &mut EventRec, r: u32) {
         if let Some((free, total)) = mem_info() {
             (e.free, e.total) = (free, total);
         }
+        recorder::describe_device(e.device);
     }
 }
 

@@ -16,7 +16,7 @@ use std::cell::UnsafeCell;
 use std::collections::HashMap;
 use std::ffi::{c_int, CString};
 use std::sync::atomic::{AtomicU64, Ordering};
-use vramtrace_trace::record::{self, encode, InfoRec, MarkerRec, ModuleRec, RecordKind, StackRec};
+use vramtrace_trace::record::{self, encode, DeviceRec, InfoRec, MarkerRec, ModuleRec, RecordKind, StackRec};
 use vramtrace_trace::{EndRec, EventRec};
 
 /// A `pthread_mutex_t`: usable from `pthread_atfork` handlers, no allocation, no poisoning.
@@ -163,6 +163,22 @@ pub fn mark(label: &[u8], value: i64) {
     let Some(w) = writer() else { return };
     let m = MarkerRec { t_ns: now_ns(), value, tid, stack_id: 0 };
     w.append(RecordKind::Marker, &m, &[], &[label]);
+}
+
+/// Devices already described in this process's file (bit per ordinal 0..63).
+static DESCRIBED: AtomicU64 = AtomicU64::new(0);
+
+/// Writes a Device record the first time a context is created on `dev` in this process.
+pub fn describe_device(dev: i32) {
+    if !(0..64).contains(&dev) || DESCRIBED.fetch_or(1 << dev, Ordering::AcqRel) & (1 << dev) != 0 {
+        return;
+    }
+    // Ask the driver before taking the lock: never hold our lock across a driver call.
+    let (name, total, version, uuid) = crate::resolve::describe_device(dev);
+    let _g = LOCK.lock();
+    let Some(w) = writer() else { return };
+    let rec = DeviceRec { t_ns: now_ns(), total_bytes: total, ordinal: dev, driver_version: version, uuid };
+    w.append(RecordKind::Device, &rec, &[], &[&name]);
 }
 
 /// The writer, created on first use. Must be called with `LOCK` held.
@@ -391,6 +407,7 @@ unsafe extern "C" fn after_fork_child() {
     }
     sys::forget_tid();
     crate::unwind::forget_thread();
+    DESCRIBED.store(0, Ordering::Relaxed); // the child's file describes its devices again
     for l in all_locks() {
         unsafe { l.reinit() };
     }

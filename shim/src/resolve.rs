@@ -246,36 +246,45 @@ fn identify(p: usize) -> Option<Hook> {
 
 // ---- helper driver calls ------------------------------------------------------------------------
 
-static LIBCUDA: AtomicUsize = AtomicUsize::new(0);
-static CTX_GET_DEVICE: AtomicUsize = AtomicUsize::new(0);
-static MEM_GET_INFO: AtomicUsize = AtomicUsize::new(0);
+/// Driver functions the shim itself calls (device of the current context, free/total, device
+/// descriptions), resolved from libcuda directly, however the program loaded it (cudart loads it
+/// `RTLD_LOCAL`). Our own calls happen inside a hook, so they are never recorded.
+#[derive(Clone, Copy)]
+enum Helper {
+    CtxGetDevice,
+    MemGetInfo,
+    DeviceGetName,
+    DeviceTotalMem,
+    DriverGetVersion,
+    DeviceGetUuid,
+}
+const HELPER_NAMES: [&CStr; 6] =
+    [c"cuCtxGetDevice", c"cuMemGetInfo_v2", c"cuDeviceGetName", c"cuDeviceTotalMem_v2", c"cuDriverGetVersion", c"cuDeviceGetUuid"];
 
-/// Resolves the driver functions the shim itself calls (device of the current context, free/total)
-/// from libcuda directly, however the program loaded it (cudart loads it `RTLD_LOCAL`).
-fn helpers() -> Option<(usize, usize)> {
-    let (a, b) = (CTX_GET_DEVICE.load(Acquire), MEM_GET_INFO.load(Acquire));
-    if a != 0 && b != 0 {
-        return Some((a, b));
+static LIBCUDA: AtomicUsize = AtomicUsize::new(0);
+static HELPERS: [AtomicUsize; 6] = [const { AtomicUsize::new(0) }; 6];
+
+fn helper(h: Helper) -> Option<usize> {
+    let p = HELPERS[h as usize].load(Acquire);
+    if p != 0 {
+        return Some(p);
     }
-    let mut h = LIBCUDA.load(Acquire);
-    if h == 0 {
-        h = unsafe { libc::dlopen(c"libcuda.so.1".as_ptr(), libc::RTLD_NOLOAD | libc::RTLD_LAZY) } as usize;
-        if h == 0 {
+    let mut lib = LIBCUDA.load(Acquire);
+    if lib == 0 {
+        lib = unsafe { libc::dlopen(c"libcuda.so.1".as_ptr(), libc::RTLD_NOLOAD | libc::RTLD_LAZY) } as usize;
+        if lib == 0 {
             return None;
         }
-        LIBCUDA.store(h, Release);
+        LIBCUDA.store(lib, Release);
     }
-    let real = real_dlsym()?;
-    let a = unsafe { real(h as *mut c_void, c"cuCtxGetDevice".as_ptr()) } as usize;
-    let b = unsafe { real(h as *mut c_void, c"cuMemGetInfo_v2".as_ptr()) } as usize;
-    CTX_GET_DEVICE.store(a, Release);
-    MEM_GET_INFO.store(b, Release);
-    (a != 0 && b != 0).then_some((a, b))
+    let p = unsafe { real_dlsym()?(lib as *mut c_void, HELPER_NAMES[h as usize].as_ptr()) } as usize;
+    HELPERS[h as usize].store(p, Release);
+    (p != 0).then_some(p)
 }
 
 /// Ordinal of the calling thread's current context, or -1.
 pub fn current_device() -> i32 {
-    let Some((f, _)) = helpers() else { return -1 };
+    let Some(f) = helper(Helper::CtxGetDevice) else { return -1 };
     let f: unsafe extern "C" fn(*mut c_int) -> u32 = unsafe { std::mem::transmute(f) };
     let mut d: c_int = -1;
     if unsafe { f(&mut d) } == 0 { d } else { -1 }
@@ -283,8 +292,43 @@ pub fn current_device() -> i32 {
 
 /// The driver's (free, total) for the current context, if it answers.
 pub fn mem_info() -> Option<(u64, u64)> {
-    let (_, f) = helpers()?;
+    let f = helper(Helper::MemGetInfo)?;
     let f: unsafe extern "C" fn(*mut usize, *mut usize) -> u32 = unsafe { std::mem::transmute(f) };
     let (mut free, mut total) = (0usize, 0usize);
     (unsafe { f(&mut free, &mut total) } == 0).then_some((free as u64, total as u64))
+}
+
+/// What the driver says about a device: (name, total bytes, driver version, uuid); parts it does
+/// not answer stay empty / zero.
+pub fn describe_device(dev: i32) -> (Vec<u8>, u64, i32, [u8; 16]) {
+    let mut name = [0u8; 256];
+    let mut name_len = 0;
+    if let Some(f) = helper(Helper::DeviceGetName) {
+        let f: unsafe extern "C" fn(*mut c_char, c_int, c_int) -> u32 = unsafe { std::mem::transmute(f) };
+        if unsafe { f(name.as_mut_ptr().cast(), name.len() as c_int - 1, dev) } == 0 {
+            name_len = name.iter().position(|&b| b == 0).unwrap_or(0);
+        }
+    }
+    let mut total = 0usize;
+    if let Some(f) = helper(Helper::DeviceTotalMem) {
+        let f: unsafe extern "C" fn(*mut usize, c_int) -> u32 = unsafe { std::mem::transmute(f) };
+        if unsafe { f(&mut total, dev) } != 0 {
+            total = 0;
+        }
+    }
+    let mut version: c_int = 0;
+    if let Some(f) = helper(Helper::DriverGetVersion) {
+        let f: unsafe extern "C" fn(*mut c_int) -> u32 = unsafe { std::mem::transmute(f) };
+        if unsafe { f(&mut version) } != 0 {
+            version = 0;
+        }
+    }
+    let mut uuid = [0u8; 16];
+    if let Some(f) = helper(Helper::DeviceGetUuid) {
+        let f: unsafe extern "C" fn(*mut u8, c_int) -> u32 = unsafe { std::mem::transmute(f) };
+        if unsafe { f(uuid.as_mut_ptr(), dev) } != 0 {
+            uuid = [0; 16];
+        }
+    }
+    (name[..name_len].to_vec(), total as u64, version, uuid)
 }

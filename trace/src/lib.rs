@@ -11,7 +11,7 @@ pub mod record;
 pub mod writer;
 
 pub use api::{result_name, Api, ApiKind, Fields};
-pub use reader::{Info, Marker, Module, Reader, Record, Tail, TraceError};
+pub use reader::{DeviceInfo, Info, Marker, Module, Reader, Record, Tail, TraceError};
 pub use record::{EndRec, EventRec};
 pub use writer::TraceWriter;
 

@@ -60,6 +60,16 @@ pub struct Marker {
     pub label: String,
 }
 
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeviceInfo {
+    pub t_ns: u64,
+    pub ordinal: i32,
+    pub name: String,
+    pub total_bytes: u64,
+    pub driver_version: i32,
+    pub uuid: [u8; 16],
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Record {
     Info(Info),
@@ -68,6 +78,7 @@ pub enum Record {
     Event(EventRec),
     Marker(Marker),
     End(EndRec),
+    Device(DeviceInfo),
 }
 
 /// Iterates over the records of one trace held in memory (typically a memory map).
@@ -191,6 +202,17 @@ impl<'a> Reader<'a> {
                 })
             }
             RecordKind::End => Record::End(c.fixed()?),
+            RecordKind::Device => {
+                let f: DeviceRec = c.fixed()?;
+                Record::Device(DeviceInfo {
+                    t_ns: f.t_ns,
+                    ordinal: f.ordinal,
+                    name: c.string()?,
+                    total_bytes: f.total_bytes,
+                    driver_version: f.driver_version,
+                    uuid: f.uuid,
+                })
+            }
             RecordKind::Pad => return Ok(None),
         }))
     }

@@ -10,7 +10,8 @@ pub const MAGIC: [u8; 8] = *b"VRAMTRC\0";
 /// Major format version: a reader refuses a newer major. Minor additions (new record kinds,
 /// fields appended to a record's tail) keep the major and are skipped by older readers.
 pub const VERSION_MAJOR: u16 = 1;
-pub const VERSION_MINOR: u16 = 0;
+/// 1.1: Device records.
+pub const VERSION_MINOR: u16 = 1;
 /// Size of the file header: magic + major + minor + 4 reserved bytes.
 pub const FILE_HEADER_LEN: usize = 16;
 /// Largest record a reader accepts; a bigger length is corruption, not data.
@@ -27,6 +28,8 @@ pub enum RecordKind {
     End = 6,
     /// Filler to the end of a pre-allocated file chunk; carries nothing.
     Pad = 7,
+    /// A GPU the process created a context on (since 1.1).
+    Device = 8,
 }
 
 impl RecordKind {
@@ -39,6 +42,7 @@ impl RecordKind {
             5 => Self::Marker,
             6 => Self::End,
             7 => Self::Pad,
+            8 => Self::Device,
             _ => return None,
         })
     }
@@ -151,6 +155,22 @@ pub struct MarkerRec {
     pub tid: u32,
     pub stack_id: u32,
     // followed by one string: the label
+}
+
+/// A GPU as the driver describes it, written once per device when the process first creates a
+/// context on it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct DeviceRec {
+    pub t_ns: u64,
+    /// `cuDeviceTotalMem` (0 if unknown).
+    pub total_bytes: u64,
+    pub ordinal: i32,
+    /// `cuDriverGetVersion`, e.g. 12090 (0 if unknown).
+    pub driver_version: i32,
+    /// `cuDeviceGetUuid` (zeros if unknown).
+    pub uuid: [u8; 16],
+    // followed by one string: the device name (`cuDeviceGetName`)
 }
 
 /// Written when the process exits normally. Its absence means the process crashed or was killed.

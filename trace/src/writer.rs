@@ -2,7 +2,7 @@
 //! crash-safe writer (shared memory map) built on the same `record::encode`.
 
 use crate::record::*;
-use crate::reader::{Info, Module};
+use crate::reader::{DeviceInfo, Info, Module};
 use std::io::{self, Write};
 
 pub struct TraceWriter<W: Write> {
@@ -59,6 +59,11 @@ impl<W: Write> TraceWriter<W> {
 
     pub fn marker(&mut self, t_ns: u64, tid: u32, label: &str, value: i64) -> io::Result<()> {
         self.put(RecordKind::Marker, &MarkerRec { t_ns, value, tid, stack_id: 0 }, &[], &[label.as_bytes()])
+    }
+
+    pub fn device(&mut self, d: &DeviceInfo) -> io::Result<()> {
+        let fixed = DeviceRec { t_ns: d.t_ns, total_bytes: d.total_bytes, ordinal: d.ordinal, driver_version: d.driver_version, uuid: d.uuid };
+        self.put(RecordKind::Device, &fixed, &[], &[d.name.as_bytes()])
     }
 
     pub fn end(&mut self, t_ns: u64) -> io::Result<()> {

@@ -14,6 +14,10 @@ fn info() -> Info {
     }
 }
 
+fn device() -> DeviceInfo {
+    DeviceInfo { t_ns: 8, ordinal: 0, name: "NVIDIA H100 80GB HBM3".into(), total_bytes: 85 << 30, driver_version: 13000, uuid: [7; 16] }
+}
+
 fn sample() -> Vec<u8> {
     let mut w = TraceWriter::new(Vec::new(), &info()).unwrap();
     w.module(&Module { id: 1, base: 0x1000, start: 0x1000, end: 0x9000, build_id: vec![1, 2, 3], path: "/lib/x.so".into() })
@@ -22,6 +26,7 @@ fn sample() -> Vec<u8> {
     w.event(&EventRec { t_ns: 5, size: 4096, ptr: 0xdead0000, api: Api::MemAlloc as u16, stack_id: 1, ..Default::default() })
         .unwrap();
     w.marker(6, 7, "tokens", 512).unwrap();
+    w.device(&device()).unwrap();
     w.end(9).unwrap();
     w.into_inner()
 }
@@ -45,8 +50,9 @@ fn round_trip_every_record_kind() {
     let (recs, tail, err) = records(&data);
     assert!(err.is_none());
     assert_eq!(tail, Tail::Clean);
-    assert_eq!(recs.len(), 6);
+    assert_eq!(recs.len(), 7);
     assert_eq!(recs[0], Record::Info(info()));
+    assert_eq!(recs[5], Record::Device(device()));
     match &recs[2] {
         Record::Stack { id, frames } => assert_eq!((*id, frames.as_slice()), (1, &[0x1234u64, 0x5678][..])),
         r => panic!("{r:?}"),
@@ -66,7 +72,7 @@ fn zero_tail_is_a_clean_end() {
     let mut data = sample();
     data.extend(std::iter::repeat(0).take(4096));
     let (recs, tail, err) = records(&data);
-    assert_eq!((recs.len(), tail, err.is_none()), (6, Tail::Clean, true));
+    assert_eq!((recs.len(), tail, err.is_none()), (7, Tail::Clean, true));
 }
 
 #[test]
@@ -114,7 +120,7 @@ fn unknown_record_kinds_are_skipped() {
     buf[..8].copy_from_slice(&hdr.to_u64().to_le_bytes());
     data.extend_from_slice(&buf[..n]);
     let (recs, tail, err) = records(&data);
-    assert_eq!((recs.len(), tail, err.is_none()), (6, Tail::Clean, true));
+    assert_eq!((recs.len(), tail, err.is_none()), (7, Tail::Clean, true));
 }
 
 #[test]
@@ -128,4 +134,5 @@ fn record_sizes_match_the_documented_layout() {
     assert_eq!(size_of::<EventRec>(), 96);
     assert_eq!(size_of::<MarkerRec>(), 24);
     assert_eq!(size_of::<EndRec>(), 16);
+    assert_eq!(size_of::<DeviceRec>(), 40);
 }

@@ -13,7 +13,7 @@ use crate::util::{clip, fmt_bytes, frame_function, html_escape as esc, pct, per_
 use std::fmt::Write;
 use vramtrace_analyzer::{Categories, Category, LeakKind, Report, Verdict};
 
-const CSS: &str = r#"
+pub(crate) const CSS: &str = r#"
 :root{--fg:#1d1f23;--muted:#5f6368;--line:#dde1e6;--soft:#f6f8fa;--bad:#b00020;--ok:#1e7e34;--warn:#a15c00}
 *{box-sizing:border-box}
 html{-webkit-text-size-adjust:100%}
@@ -128,7 +128,7 @@ impl Page {
 /// Prepares a plotters SVG document for inlining: drops the XML prolog and the namespace
 /// attribute (an inline `<svg>` in HTML needs neither, and the page then holds no URL at all)
 /// and labels it for screen readers.
-fn inline_svg(svg: &str, title: &str) -> String {
+pub(crate) fn inline_svg(svg: &str, title: &str) -> String {
     let mut s = svg.trim_start();
     if s.starts_with("<?xml") {
         if let Some(i) = s.find("?>") {
@@ -143,7 +143,7 @@ fn swatch(c: Category) -> String {
     format!("<span class=\"sw\" style=\"background:{}\"></span>", category_hex(c))
 }
 
-fn cat_cell(c: Category) -> String {
+pub(crate) fn cat_cell(c: Category) -> String {
     format!("<span class=\"nw\">{}{}</span>", swatch(c), c.name())
 }
 
@@ -156,7 +156,7 @@ fn badge(kind: &str, text: &str) -> String {
     format!("<span class=\"badge b-{kind}\">{}</span>", esc(text))
 }
 
-fn verdict_badge(v: Verdict) -> String {
+pub(crate) fn verdict_badge(v: Verdict) -> String {
     match v {
         Verdict::Exhausted => badge("bad", "device full"),
         Verdict::PoolOrFragmentation => badge("warn", "pool or fragmentation"),
@@ -274,8 +274,18 @@ fn environment(h: &mut Page, r: &Report) {
     }
     row(&mut h.o, "vramtrace", format!("{} (report schema {})", esc(&r.vramtrace_version), r.schema_version));
     row(&mut h.o, "trace", format!("{}, {} events, {} markers{}", secs(r.duration_ns), thousands(r.events), thousands(r.markers.len() as u64 + r.markers_dropped), if r.markers_dropped > 0 { format!(" ({} not listed)", thousands(r.markers_dropped)) } else { String::new() }));
-    // The report carries no GPU model name or driver version; say so rather than guess.
-    row(&mut h.o, "GPU name / driver", "<span class=\"muted\">not recorded in the trace</span>".into());
+    for d in r.devices.iter().filter(|d| d.device >= 0) {
+        let what = match (&d.name, &d.driver_version) {
+            (None, None) => "<span class=\"muted\">not recorded in the trace</span>".to_string(),
+            (n, v) => format!(
+                "{}{}{}",
+                esc(n.as_deref().unwrap_or("unknown GPU")),
+                v.as_ref().map(|v| format!(", CUDA driver {}", esc(v))).unwrap_or_default(),
+                d.uuid.as_ref().map(|u| format!(" <span class=\"muted\">{}</span>", esc(u))).unwrap_or_default()
+            ),
+        };
+        row(&mut h.o, &format!("GPU {}", d.device), what);
+    }
     h.o.push_str("</tbody></table></div>\n");
 
     if !r.devices.is_empty() {

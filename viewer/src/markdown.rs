@@ -74,7 +74,13 @@ pub(crate) fn markdown_with_charts(r: &Report, repro: &str, files: &[(String, St
             Some(c) => format!("capacity {} ({})", fmt_bytes(c), d.capacity_source),
             None => "capacity unknown".into(),
         };
-        let _ = writeln!(o, "| {name} | {}, peak {} |", cell_text(&cap), fmt_bytes(d.peak.total_bytes));
+        let model = match (&d.name, &d.driver_version) {
+            (Some(n), Some(v)) => format!("{n}, CUDA driver {v}, "),
+            (Some(n), None) => format!("{n}, "),
+            (None, Some(v)) => format!("CUDA driver {v}, "),
+            (None, None) => String::new(),
+        };
+        let _ = writeln!(o, "| {name} | {}{}, peak {} |", cell_text(&model), cell_text(&cap), fmt_bytes(d.peak.total_bytes));
     }
     let host = r.processes.first().map(|p| p.hostname.as_str()).unwrap_or("");
     if !host.is_empty() {
@@ -217,12 +223,12 @@ pub(crate) fn markdown_with_charts(r: &Report, repro: &str, files: &[(String, St
 
 /// A coloured square in the category's colour (GitHub renders `$…$` math; `\color` takes the
 /// same hex as the charts).
-fn swatch(c: Category) -> String {
+pub(crate) fn swatch(c: Category) -> String {
     format!("$\\color{{{}}}\\blacksquare$", category_hex(c))
 }
 
 /// An inline code span holding `s` verbatim (fence longer than any backtick run inside).
-fn code(s: &str) -> String {
+pub(crate) fn code(s: &str) -> String {
     let s: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
     let mut run = 0;
     let mut longest = 0;
@@ -251,11 +257,11 @@ fn code_block(s: &str) -> String {
 }
 
 /// A code span inside a table cell: GFM splits cells on `|` even inside code, so it is escaped.
-fn cell_code(s: &str) -> String {
+pub(crate) fn cell_code(s: &str) -> String {
     code(s).replace('|', "\\|")
 }
 
-fn cell_text(s: &str) -> String {
+pub(crate) fn cell_text(s: &str) -> String {
     text(s).replace('|', "\\|")
 }
 

@@ -142,6 +142,7 @@ pub struct Trace {
     pub stacks: BTreeMap<u32, Vec<u64>>,
     pub modules: Vec<vramtrace_trace::Module>,
     pub ended: bool,
+    pub gpus: Vec<vramtrace_trace::DeviceInfo>,
     pub tail: Option<Tail>,
 }
 
@@ -165,6 +166,7 @@ pub fn read_trace(path: &Path) -> Trace {
             }
             Record::Module(m) => t.modules.push(m),
             Record::End(_) => t.ended = true,
+            Record::Device(d) => t.gpus.push(d),
         }
     }
     t

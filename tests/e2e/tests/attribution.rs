@@ -56,6 +56,8 @@ fn llama_shaped_run_is_attributed_exactly_from_its_stacks() {
     assert_eq!(dev["fragmentation"]["vmm_mapped_peak_bytes"], 64 * MIB);
     assert_eq!(r["processes"][0]["clean_exit"], true);
     assert!(r["ooms"].as_array().unwrap().is_empty());
+    // The GPU as the driver described it.
+    assert_eq!((dev["name"].as_str(), dev["driver_version"].as_str()), (Some("Fake CUDA Device"), Some("12.9")));
 }
 
 #[test]

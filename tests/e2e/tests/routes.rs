@@ -145,3 +145,13 @@ fn fast_unwinder_matches_libgcc_backtrace() {
         }
     }
 }
+
+#[test]
+fn the_gpu_is_described_once_per_process() {
+    let mut c = command(&runner("linked"), &[]);
+    c.env("FAKE_CUDA_CAPACITY", "12GiB");
+    let t = traced(c).trace();
+    assert_eq!(t.gpus.len(), 1, "one Device record although the runner creates several contexts");
+    let g = &t.gpus[0];
+    assert_eq!((g.ordinal, g.name.as_str(), g.total_bytes, g.driver_version), (0, "Fake CUDA Device", 12 << 30, 12090));
+}
