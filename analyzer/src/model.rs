@@ -188,6 +188,8 @@ struct Alloc {
     origin: u32,
     cat: Category,
     kind: AllocKind,
+    /// When it was allocated (for the address-space map).
+    t: u64,
 }
 
 struct Handle {
@@ -202,6 +204,8 @@ struct Handle {
 struct Mapping {
     size: u64,
     handle: u64,
+    /// When it was mapped (for the address-space map).
+    t: u64,
     /// Start of the reservation the mapping lies in.
     reserve: Option<u64>,
 }
@@ -641,6 +645,29 @@ pub(crate) struct Engine<'a> {
     leaks: BTreeMap<(u32, i32, LeakKind, u32), (u64, u64)>,
     anomalies: Anomalies,
     hist_step: u64,
+    /// Per device, the largest address ranges seen (allocations and VMM mappings), for the
+    /// address-space map; bounded so a huge trace stays small.
+    spans: FastMap<i32, SpanSet>,
+}
+
+/// The `cap` largest spans of one device (min-heap on size), plus how many were left out.
+#[derive(Default)]
+struct SpanSet {
+    heap: std::collections::BinaryHeap<std::cmp::Reverse<(u64, u64, u64, u64, u8, bool)>>,
+    dropped: u64,
+}
+
+const ADDRESS_MAP_SPANS: usize = 4096;
+
+impl SpanSet {
+    /// (size, ptr, start, end, category, vmm)
+    fn push(&mut self, size: u64, ptr: u64, start: u64, end: u64, cat: Category, vmm: bool) {
+        self.heap.push(std::cmp::Reverse((size, ptr, start, end, cat as u8, vmm)));
+        if self.heap.len() > ADDRESS_MAP_SPANS {
+            self.heap.pop();
+            self.dropped += 1;
+        }
+    }
 }
 
 impl<'a> Engine<'a> {
@@ -667,6 +694,7 @@ impl<'a> Engine<'a> {
             start,
             end,
             now: start,
+            spans: FastMap::default(),
             events: 0,
             intern: Interner::default(),
             stacks: Vec::new(),
@@ -1304,7 +1332,7 @@ impl<'a> Engine<'a> {
         }
         let p = &mut self.procs[fi];
         p.freed.remove(&e.ptr);
-        p.allocs.insert(e.ptr, Alloc { size: e.size, dev, origin, cat, kind: akind });
+        p.allocs.insert(e.ptr, Alloc { size: e.size, dev, origin, cat, kind: akind, t: e.t_ns });
         self.change(fi, dev, cat, origin, e.size as i64);
         if !host && akind == AllocKind::Device {
             self.waste_delta(dev, rounding_waste(e.size) as i64);
@@ -1334,6 +1362,9 @@ impl<'a> Engine<'a> {
     /// Accounts for an allocation already removed from the live map.
     fn free_alloc(&mut self, fi: usize, ptr: u64, a: Alloc, to_pool: bool) -> Option<()> {
         self.change(fi, a.dev, a.cat, a.origin, -(a.size as i64));
+        if a.kind != AllocKind::Host {
+            self.spans.entry(a.dev).or_default().push(a.size, ptr, a.t, self.now, a.cat, false);
+        }
         match a.kind {
             AllocKind::Device => self.waste_delta(a.dev, -(rounding_waste(a.size) as i64)),
             AllocKind::Async(pool) => {
@@ -1565,7 +1596,7 @@ impl<'a> Engine<'a> {
             let new = Self::reserve_figures(r);
             self.reserve_acct(new.0, new.1, new.2, new.3, true);
         }
-        self.procs[fi].maps.insert(va, Mapping { size, handle: e.handle, reserve: rs });
+        self.procs[fi].maps.insert(va, Mapping { size, handle: e.handle, t: e.t_ns, reserve: rs });
         self.touch(dev);
         for dv in self.targets(dev).into_iter().flatten() {
             let si = self.scope(dv);
@@ -1594,6 +1625,10 @@ impl<'a> Engine<'a> {
 
     fn unmap_one(&mut self, fi: usize, k: u64) {
         let Some(m) = self.procs[fi].maps.remove(&k) else { return };
+        if let Some(h) = self.procs[fi].handles.get(&m.handle) {
+            let (dev, cat, now) = (h.dev, h.cat, self.now);
+            self.spans.entry(dev).or_default().push(m.size, k, m.t, now, cat, true);
+        }
         if let Some(rstart) = m.reserve {
             if let Some(r) = self.procs[fi].reserves.get(&rstart) {
                 let rend = rstart + r.size;
@@ -1963,6 +1998,17 @@ impl<'a> Engine<'a> {
         if let Some((t0, tok)) = self.growth_open.take() {
             self.close_growth(t0, tok);
         }
+        // Whatever is still allocated or mapped ends with the trace (end = u64::MAX: open).
+        for p in &self.procs {
+            for (&ptr, a) in p.allocs.iter().filter(|(_, a)| a.kind != AllocKind::Host) {
+                self.spans.entry(a.dev).or_default().push(a.size, ptr, a.t, u64::MAX, a.cat, false);
+            }
+            for (&va, m) in &p.maps {
+                if let Some(h) = p.handles.get(&m.handle) {
+                    self.spans.entry(h.dev).or_default().push(m.size, va, m.t, u64::MAX, h.cat, true);
+                }
+            }
+        }
         // Settle what is still pending.
         for si in 0..self.scopes.len() {
             let t = self.end.max(self.now);
@@ -2138,8 +2184,25 @@ impl<'a> Engine<'a> {
             (None, Some(g)) if g.total_bytes > 0 => (Some(g.total_bytes), "cuDeviceTotalMem"),
             _ => (s.capacity, s.capacity_source),
         };
+        let address_map = self.spans.get(&dev).map(|set| {
+            let mut spans: Vec<AddressSpan> = set
+                .heap
+                .iter()
+                .map(|std::cmp::Reverse((size, ptr, start, end, cat, vmm))| AddressSpan {
+                    ptr: *ptr,
+                    size: *size,
+                    start_rel_ns: self.rel(*start),
+                    end_rel_ns: (*end != u64::MAX).then(|| self.rel(*end)),
+                    category: Category::ALL[*cat as usize],
+                    vmm: *vmm,
+                })
+                .collect();
+            spans.sort_by_key(|s| (s.start_rel_ns, s.ptr));
+            AddressMap { spans, dropped: set.dropped }
+        });
         DeviceReport {
             device: dev,
+            address_map: address_map.unwrap_or_default(),
             name: gpu.map(|g| g.name.clone()).filter(|n| !n.is_empty()),
             driver_version: gpu.filter(|g| g.driver_version > 0).map(|g| format!("{}.{}", g.driver_version / 1000, g.driver_version % 1000 / 10)),
             uuid: gpu.filter(|g| g.uuid != [0; 16]).map(|g| {

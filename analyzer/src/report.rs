@@ -252,6 +252,30 @@ pub struct DeviceReport {
     pub processes: Vec<ProcessShare>,
     /// Bytes still live on the device when the trace ends (after process exits).
     pub live_at_end: Categories,
+    /// Allocations and VMM mappings as address ranges over time (the largest 4096).
+    #[serde(default)]
+    pub address_map: AddressMap,
+}
+
+/// Address ranges over time, for a heap-map picture (address × time rectangles).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AddressMap {
+    /// Sorted by start time.
+    pub spans: Vec<AddressSpan>,
+    /// Smaller spans left out to bound the report's size.
+    pub dropped: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AddressSpan {
+    pub ptr: u64,
+    pub size: u64,
+    pub start_rel_ns: u64,
+    /// `null`: still live when the trace ended.
+    pub end_rel_ns: Option<u64>,
+    pub category: Category,
+    /// A VMM mapping (`cuMemMap`) rather than an allocation.
+    pub vmm: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

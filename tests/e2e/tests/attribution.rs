@@ -56,6 +56,12 @@ fn llama_shaped_run_is_attributed_exactly_from_its_stacks() {
     assert_eq!(dev["fragmentation"]["vmm_mapped_peak_bytes"], 64 * MIB);
     assert_eq!(r["processes"][0]["clean_exit"], true);
     assert!(r["ooms"].as_array().unwrap().is_empty());
+    // The address-space map: the weights buffer and the pool's 2 MiB mappings as address ranges.
+    let spans = dev["address_map"]["spans"].as_array().unwrap();
+    assert!(spans.iter().any(|s| s["size"] == 1024 * MIB && s["category"] == "weights" && s["vmm"] == false && s["end_rel_ns"].is_u64()));
+    let pool: Vec<_> = spans.iter().filter(|s| s["vmm"] == true).collect();
+    assert!(!pool.is_empty() && pool.iter().all(|s| s["category"] == "scratch_pool"));
+    assert_eq!(pool.iter().map(|s| s["size"].as_u64().unwrap()).sum::<u64>(), 64 * MIB, "every mapping, once");
     // The GPU as the driver described it.
     assert_eq!((dev["name"].as_str(), dev["driver_version"].as_str()), (Some("Fake CUDA Device"), Some("12.9")));
 }
