@@ -662,6 +662,11 @@ const ADDRESS_MAP_SPANS: usize = 4096;
 impl SpanSet {
     /// (size, ptr, start, end, category, vmm)
     fn push(&mut self, size: u64, ptr: u64, start: u64, end: u64, cat: Category, vmm: bool) {
+        // Full and not bigger than the smallest kept: the common case in a long trace, O(1).
+        if self.heap.len() >= ADDRESS_MAP_SPANS && self.heap.peek().is_some_and(|m| m.0 .0 >= size) {
+            self.dropped += 1;
+            return;
+        }
         self.heap.push(std::cmp::Reverse((size, ptr, start, end, cat as u8, vmm)));
         if self.heap.len() > ADDRESS_MAP_SPANS {
             self.heap.pop();
