@@ -40,6 +40,9 @@ fn run_ok(cmd: &mut Command, what: &str) {
 pub fn env() -> &'static Env {
     static ENV: OnceLock<Env> = OnceLock::new();
     ENV.get_or_init(|| {
+        // Several tests make programs abort on purpose: no core files in the source tree.
+        let no_core = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        unsafe { libc::setrlimit(libc::RLIMIT_CORE, &no_core) };
         let repo = repo_root();
         let profile_dir = profile_dir();
         let target = profile_dir.parent().expect("target dir").to_path_buf();
