@@ -28,6 +28,16 @@ fn non_cuda_programs_are_unaffected() {
 }
 
 #[test]
+fn a_cuda_program_without_a_driver_is_unaffected() {
+    // Looks for libcuda the way JAX or CuPy do, finds none (no LD_LIBRARY_PATH to the fake):
+    // same output, same exit code, nothing recorded.
+    plain_and_traced(
+        "python3",
+        &["-c", "import ctypes, sys\ntry:\n    ctypes.CDLL('libcuda.so.1')\nexcept OSError as e:\n    print('no driver:', type(e).__name__); sys.exit(3)"],
+    );
+}
+
+#[test]
 fn unwritable_directory_warns_once_and_the_program_runs_normally() {
     let dir = tempfile::tempdir().unwrap();
     let ro = dir.path().join("ro");
