@@ -126,6 +126,11 @@ pub fn is_wrapper(p: usize) -> bool {
     export_wrappers().contains(&p) || lookup_wrappers().contains(&p)
 }
 
+/// The hook whose exported wrapper `p` is, if it is one.
+pub fn exported_hook(p: usize) -> Option<Hook> {
+    export_wrappers().iter().position(|&w| w == p).and_then(Hook::from_index)
+}
+
 pub fn lookup_wrapper(h: Hook) -> usize {
     lookup_wrappers()[h as usize]
 }

@@ -181,8 +181,14 @@ static mut IDENTITY: Identity = Identity { known: [(0, 0); 512], n: 0, objects: 
 /// Given a pointer a lookup for a `cu*` name returned, returns what the caller should get: our
 /// wrapper if the pointer is a function we record, else the pointer unchanged.
 pub fn translate(p: usize, _name: &CStr) -> usize {
+    if let Some(h) = crate::hooks::exported_hook(p) {
+        // The lookup found our export (RTLD_DEFAULT, or RTLD_NEXT from an interposer before us).
+        // Without us it would have found the driver's — or nothing, if libcuda is not in the
+        // global scope: then say nothing too, rather than hand out a wrapper with no driver.
+        return if next_export(h) != 0 { p } else { 0 };
+    }
     if crate::hooks::is_wrapper(p) {
-        return p; // already ours (e.g. found through our own exports): never bind to ourselves
+        return p; // already ours: never bind to ourselves
     }
     let Some(h) = identify(p) else { return p };
     let slot = &NEXT_LOOKUP[h as usize];

@@ -114,7 +114,8 @@ fn forked_child_writes_its_own_file() {
     let run = traced(command(&runner("forker"), &[]));
     assert!(run.output.status.success(), "{}", run.stderr());
     let traces = run.traces();
-    assert_eq!(traces.len(), 2, "parent and child each have a file");
+    let files: Vec<_> = traces.iter().map(|t| (t.path.file_name().unwrap().to_owned(), t.info.pid, t.info.ppid, t.events.len())).collect();
+    assert_eq!(traces.len(), 2, "parent and child each have a file: {files:?}\n{}", run.stdout());
     let child = traces.iter().find(|t| traces.iter().any(|p| p.info.pid == t.info.ppid)).expect("child");
     let parent = traces.iter().find(|t| t.info.pid == child.info.ppid).expect("parent");
     // Nothing of the child's leaks into the parent's file and vice versa.
@@ -198,4 +199,21 @@ fn markers_from_c_and_python() {
     let m: Vec<(&str, i64)> = t.markers.iter().map(|m| (m.label.as_str(), m.value)).collect();
     assert_eq!(m, vec![("tokens", 4096), ("phase:load", -1), ("", 5)]);
     assert!(t.events.iter().all(|e| Api::from_id(e.api).is_some()));
+}
+
+/// Our exported driver names must not make the driver look present where it is not: a global
+/// lookup finds them only when the real ones are there too.
+#[test]
+fn exports_do_not_fake_a_driver_in_the_global_scope() {
+    let script = "import ctypes\n\
+        g = ctypes.CDLL(None)\n\
+        print('before', hasattr(g, 'cuMemAlloc_v2'), hasattr(g, 'cuGetProcAddress_v2'))\n\
+        local = ctypes.CDLL('libcuda.so.1')\n\
+        print('local', hasattr(g, 'cuMemAlloc_v2'), hasattr(local, 'cuMemAlloc_v2'))\n\
+        ctypes.CDLL('libcuda.so.1', mode=ctypes.RTLD_GLOBAL)\n\
+        print('global', hasattr(g, 'cuMemAlloc_v2'))\n";
+    let plain = command(std::path::Path::new("python3"), &["-c", script]).output().unwrap();
+    let run = traced(command(std::path::Path::new("python3"), &["-c", script]));
+    assert_eq!(String::from_utf8_lossy(&plain.stdout), "before False False\nlocal False True\nglobal True\n");
+    assert_eq!(String::from_utf8_lossy(&plain.stdout), run.stdout(), "{}", run.stderr());
 }
