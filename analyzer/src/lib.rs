@@ -9,6 +9,7 @@
 //! 3. The [`Report`] (serde) is what `vramtrace report --json` writes (docs/report-schema.md).
 
 pub mod attribute;
+pub mod diff;
 pub mod growth;
 pub mod load;
 pub mod logs;

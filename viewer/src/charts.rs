@@ -222,17 +222,17 @@ pub fn growth_svg(r: &Report, device: i32) -> Result<Option<String>, ChartError>
 // ---------------------------------------------------------------------------------------------
 // Drawing
 
-type DResult = Result<(), Box<dyn std::error::Error>>;
+pub(crate) type DResult = Result<(), Box<dyn std::error::Error>>;
 type Areas<DB> = (DrawingArea<DB, Shift>, DrawingArea<DB, Shift>);
 
 /// Text policy: bitmap text goes through the embedded font, so characters it lacks become `?`.
 #[derive(Clone, Copy)]
-struct Tx {
-    bitmap: bool,
+pub(crate) struct Tx {
+    pub(crate) bitmap: bool,
 }
 
 impl Tx {
-    fn s(&self, s: &str) -> String {
+    pub(crate) fn s(&self, s: &str) -> String {
         if self.bitmap {
             font_safe(s)
         } else {
@@ -241,26 +241,26 @@ impl Tx {
     }
 }
 
-fn font(size: f64) -> TextStyle<'static> {
+pub(crate) fn font(size: f64) -> TextStyle<'static> {
     ("sans-serif", size).into_font().color(&BLACK)
 }
 
-fn font_c(size: f64, c: RGBColor) -> TextStyle<'static> {
+pub(crate) fn font_c(size: f64, c: RGBColor) -> TextStyle<'static> {
     ("sans-serif", size).into_font().color(&c)
 }
 
-fn anchored(t: TextStyle<'static>, h: HPos, v: VPos) -> TextStyle<'static> {
+pub(crate) fn anchored(t: TextStyle<'static>, h: HPos, v: VPos) -> TextStyle<'static> {
     t.pos(Pos::new(h, v))
 }
 
 /// `c` mixed with white: the "runner's log" bars, lighter than the traced ones.
-fn lighten(c: RGBColor, f: f64) -> RGBColor {
+pub(crate) fn lighten(c: RGBColor, f: f64) -> RGBColor {
     let m = |x: u8| (x as f64 + (255.0 - x as f64) * f).round() as u8;
     RGBColor(m(c.0), m(c.1), m(c.2))
 }
 
 /// Axis numbers: at most two decimals, no trailing zeros.
-fn axis_num(v: f64) -> String {
+pub(crate) fn axis_num(v: f64) -> String {
     if v.abs() >= 100.0 || v == v.trunc() {
         format!("{v:.0}")
     } else {
@@ -293,7 +293,7 @@ where
 }
 
 /// Title and subtitle band; returns (plot area, legend column).
-fn frame<DB: DrawingBackend>(
+pub(crate) fn frame<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     title: &str,
     subtitle: &str,
@@ -310,7 +310,7 @@ where
     Ok((plot, legend))
 }
 
-enum Swatch {
+pub(crate) enum Swatch {
     Fill(RGBColor),
     /// Light fill with a border: the runner's logged sizes.
     Light(RGBColor),
@@ -322,19 +322,19 @@ enum Swatch {
     Note,
 }
 
-struct Item {
+pub(crate) struct Item {
     sw: Swatch,
     label: String,
     sub: Option<String>,
 }
 
-fn item(sw: Swatch, label: impl Into<String>, sub: Option<String>) -> Item {
+pub(crate) fn item(sw: Swatch, label: impl Into<String>, sub: Option<String>) -> Item {
     Item { sw, label: label.into(), sub }
 }
 
 /// The legend column. Drawn by hand (not plotters' series legend) so it sits outside the plot
 /// and can carry a second line with the number behind each entry.
-fn draw_legend<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, items: &[Item], tx: Tx) -> DResult
+pub(crate) fn draw_legend<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, items: &[Item], tx: Tx) -> DResult
 where
     DB::ErrorType: 'static,
 {

@@ -7,6 +7,7 @@ pub use text::terminal_summary;
 
 // Charts, HTML, Markdown and the output directory (issue 5).
 pub mod charts;
+pub mod diff;
 pub mod colors;
 pub mod downsample;
 pub mod html;
