@@ -29,6 +29,23 @@ fn mock() -> PathBuf {
 }
 
 /// A port nothing listens on, never handed to two tests of this process.
+/// A directory with this run's own `libcuda.so.1`. The harness copies the fake driver over the same
+/// file in place at the start of every test run; a server of a *concurrent* run (another test
+/// binary on the same machine) that executes from it then faults in pages while they are being
+/// rewritten (seen as SIGSEGV at 0x0 inside libcuda). Renaming a fresh copy into place gives a new
+/// file, so processes already running keep theirs.
+fn fake_dir() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = env().profile_dir.join("fake-cuda-sweep");
+        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = dir.join(format!(".libcuda.so.1.{}", std::process::id()));
+        std::fs::copy(env().profile_dir.join("libcuda.so"), &tmp).expect("copy the fake driver");
+        std::fs::rename(&tmp, dir.join("libcuda.so.1")).unwrap();
+        dir
+    })
+}
+
 fn free_port() -> u16 {
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     let mut given = GIVEN.lock().unwrap();
@@ -132,7 +149,7 @@ fn sweep_cmd(port: u16, dir: &Path, capacity: u64, sweep_args: &[&str]) -> Comma
         .args(if sweep_args.contains(&"--startup-timeout") { &[][..] } else { &["--startup-timeout", "30"][..] })
         .args(if sweep_args.contains(&"--timeout") { &[][..] } else { &["--timeout", "30"][..] })
         .args(sweep_args)
-        .env("LD_LIBRARY_PATH", &env().fake_dir)
+        .env("LD_LIBRARY_PATH", fake_dir())
         .env_remove("LD_PRELOAD")
         .env("FAKE_CUDA_CAPACITY", capacity.to_string())
         .env("FAKE_CUDA_RUNTIME_BYTES", RUNTIME.to_string());
@@ -355,7 +372,7 @@ fn sweep_against_an_already_running_server() {
         .arg("--")
         .arg(mock())
         .args(["--port", &port.to_string(), "--bytes-per-token", &BPT.to_string()])
-        .env("LD_LIBRARY_PATH", &env().fake_dir)
+        .env("LD_LIBRARY_PATH", fake_dir())
         .env_remove("LD_PRELOAD")
         .env("FAKE_CUDA_CAPACITY", "8GiB")
         .stdout(Stdio::null())
@@ -394,7 +411,7 @@ fn sweep_against_an_already_running_server() {
 fn sweep_without_traces_stops_when_the_server_goes_away() {
     let port = free_port();
     let mut server = command(&mock(), &["--port", &port.to_string(), "--die-at", "3"]);
-    server.stdout(Stdio::null()).stderr(Stdio::null()).env("FAKE_CUDA_CAPACITY", "8GiB");
+    server.env("LD_LIBRARY_PATH", fake_dir()).stdout(Stdio::null()).stderr(Stdio::null()).env("FAKE_CUDA_CAPACITY", "8GiB");
     let mut server = server.spawn().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let s = Sweep { out: bounded(sweep_cmd(port, dir.path(), 8 << 30, &["--from", "256", "--to", "4096", "--steps", "5"]), 60), dir };
@@ -413,7 +430,7 @@ fn sweep_without_traces_stops_when_the_server_goes_away() {
 fn a_port_already_served_is_refused() {
     let port = free_port();
     let mut other = command(&mock(), &["--port", &port.to_string()]);
-    let mut other = other.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut other = other.env("LD_LIBRARY_PATH", fake_dir()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "the first server never listened");
@@ -441,16 +458,19 @@ fn no_server_at_the_url_is_a_clear_error() {
 #[test]
 fn growth_from_vramtrace_mark_in_an_ordinary_trace() {
     let per_token = 20 * 1024u64;
-    let (dir, out) = vramtrace_run(
-        &runner("llama_shaped"),
-        &[],
-        &[
-            ("LLAMA_STEPS", "8"),
-            ("LLAMA_TOKENS_PER_STEP", "512"),
-            ("LLAMA_POOL_BYTES_PER_TOKEN", &per_token.to_string()),
-            ("FAKE_CUDA_CAPACITY", "8GiB"),
-        ],
-    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut run = Command::new(&env().vramtrace);
+    run.args(["run", "--quiet", "--out"])
+        .arg(dir.path())
+        .arg("--")
+        .arg(runner("llama_shaped"))
+        .env("LD_LIBRARY_PATH", fake_dir())
+        .env_remove("LD_PRELOAD")
+        .env("LLAMA_STEPS", "8")
+        .env("LLAMA_TOKENS_PER_STEP", "512")
+        .env("LLAMA_POOL_BYTES_PER_TOKEN", per_token.to_string())
+        .env("FAKE_CUDA_CAPACITY", "8GiB");
+    let out = bounded(run, 60);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let r = report_json(dir.path(), &[]);
     let g = r["growth"].as_array().unwrap().iter().find(|g| g["device"] == 0).expect("growth for GPU 0");
