@@ -252,6 +252,7 @@ fn forced_oom_mid_sweep_is_reported_at_its_step() {
     assert!(rel_err(slope(&g, "scratch_pool"), BPT as f64) < 0.01, "{g}");
     let want = expected_max_tokens(TIGHT);
     let predicted = g["predicted_max_tokens"].as_u64().unwrap();
+    eprintln!("after OOM: slope {:.1} vs {BPT}; predicted max context {predicted} vs {want}", slope(&g, "scratch_pool"));
     assert!(rel_err(predicted as f64, want as f64) < 0.02, "predicted {predicted} vs {want}");
     let out = s.stdout();
     assert!(out.contains(&format!("out of memory during step 8 ({} tokens)", steps[7]["tokenize_count"])), "{}", s.both());
