@@ -31,8 +31,9 @@ frames=(-O1 -fno-omit-frame-pointer -fno-optimize-sibling-calls)
 "$cc" "${cflags[@]}" -o "$out/dlsym" "$src/dlsym.c" "${dl[@]}"
 "$cc" "${cflags[@]}" -o "$out/cudart_replay" "$src/cudart_replay.c" "${dl[@]}"
 "$cc" "${cflags[@]}" "${frames[@]}" -o "$out/llama_shaped" "$src/llama_shaped.c" "${dl[@]}"
-cp "$out/llama_shaped" "$out/llama_shaped_stripped"
-strip "$out/llama_shaped_stripped"
+# strip to a new file and rename: never rewrite a binary another process may be running.
+strip -o "$out/.llama_shaped_stripped.$$" "$out/llama_shaped"
+mv -f "$out/.llama_shaped_stripped.$$" "$out/llama_shaped_stripped"
 "$cc" "${cflags[@]}" -shared -fPIC -o "$out/libinterposer.so" "$src/interposer.c" -ldl
 "$cc" "${cflags[@]}" -o "$out/forker" "$src/forker.c" "${link[@]}"
 "$cc" "${cflags[@]}" -o "$out/crasher" "$src/crasher.c" "${link[@]}"

@@ -45,6 +45,8 @@ pub enum ChartKind {
     Fragmentation { device: i32 },
     /// Bytes vs context tokens with fitted lines; `index` into `Report::growth`.
     Growth { index: usize },
+    /// Allocations and VMM mappings as rectangles over time × address, for one GPU.
+    AddressMap { device: i32 },
 }
 
 /// One chart the report has data for: its kind, file stem (`timeline-gpu0`) and title.
@@ -96,6 +98,15 @@ pub fn charts(r: &Report) -> Vec<Chart> {
                 kind: ChartKind::Fragmentation { device: d.device },
                 name: format!("fragmentation-{}", device_slug(d.device)),
                 title: format!("Fragmentation over time — {}", device_name(d.device)),
+            });
+        }
+    }
+    for d in &r.devices {
+        if crate::address_map::has_address_map(d) {
+            v.push(Chart {
+                kind: ChartKind::AddressMap { device: d.device },
+                name: format!("address-map-{}", device_slug(d.device)),
+                title: format!("Address space over time — {}", device_name(d.device)),
             });
         }
     }
@@ -211,6 +222,11 @@ pub fn fragmentation_svg(r: &Report, device: i32) -> Result<Option<String>, Char
     svg_of(r, ChartKind::Fragmentation { device })
 }
 
+/// The address-space map of `device`; `None` when the report has no address ranges for it.
+pub fn address_map_svg(r: &Report, device: i32) -> Result<Option<String>, ChartError> {
+    svg_of(r, ChartKind::AddressMap { device })
+}
+
 /// Growth per token on `device`; `None` without at least two growth points.
 pub fn growth_svg(r: &Report, device: i32) -> Result<Option<String>, ChartError> {
     match r.growth.iter().position(|g| g.device == device) {
@@ -288,6 +304,10 @@ where
         ChartKind::Growth { index } => {
             let g = r.growth.get(index).ok_or("no such growth report")?;
             draw_growth(root, r, g, &chart.title, tx)
+        }
+        ChartKind::AddressMap { device } => {
+            let d = r.devices.iter().find(|d| d.device == device).ok_or("no such device")?;
+            crate::address_map::draw_address_map(root, r, d, &chart.title, tx)
         }
     }
 }

@@ -563,7 +563,9 @@ fn fragmentation(h: &mut Page, r: &Report, charts: &[RenderedChart]) {
     if !any {
         h.p("<span class=\"muted\">No VMM reservations, stream-ordered pools or BFC fragmentation in this trace: nothing to chart.</span>");
     }
-    h.p("<span class=\"muted\">Address-space map (allocations over address × time): not available — the report does not carry per-allocation address ranges.</span>");
+    for c in charts_where(charts, "address-map-") {
+        h.figure(c);
+    }
 }
 
 fn top_sites(h: &mut Page, r: &Report, charts: &[RenderedChart]) {

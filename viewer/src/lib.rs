@@ -6,6 +6,7 @@ pub mod text;
 pub use text::terminal_summary;
 
 // Charts, HTML, Markdown and the output directory (issue 5).
+pub mod address_map;
 pub mod charts;
 pub mod diff;
 pub mod colors;
@@ -15,7 +16,7 @@ pub mod markdown;
 pub mod render;
 pub mod util;
 
-pub use charts::{chart_png, chart_svg, charts, fragmentation_svg, growth_svg, peak_composition_svg, timeline_svg, top_sites_svg, Chart, ChartKind};
+pub use charts::{address_map_svg, chart_png, chart_svg, charts, fragmentation_svg, growth_svg, peak_composition_svg, timeline_svg, top_sites_svg, Chart, ChartKind};
 pub use colors::{category_color, category_hex};
 pub use markdown::markdown_summary;
 pub use render::{render_all, render_charts, Error, RenderOptions, RenderedChart, Written, WrittenChart};

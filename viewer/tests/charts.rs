@@ -115,6 +115,7 @@ fn chart_list_and_names() {
             ("peak-composition", "VRAM at the peak by category"),
             ("top-sites", "Top call sites at the peak"),
             ("fragmentation-gpu0", "Fragmentation over time — GPU 0"),
+            ("address-map-gpu0", "Address space over time — GPU 0"),
             ("growth-gpu0", "Growth per context token — GPU 0"),
         ]
         .map(|(a, b)| (a.to_string(), b.to_string()))
@@ -163,6 +164,18 @@ fn composition_top_sites_fragmentation_growth_svgs() {
     for t in ["VMM address reserved", "VMM physically mapped", "in use (traced, live)", "pool retained (freed, held)", "BFC metric (0–1)", "BFC: 1 − largest/total free"] {
         assert!(s.has_text(t), "fragmentation: missing {t:?} in {:?}", s.texts);
     }
+
+    // The address-space map: one rectangle per span in its category's colour, real addresses
+    // at the start of each run of used space, the count of spans left out.
+    let s = svg_of(&r, "address-map-gpu0");
+    for t in ["Address space over time — GPU 0", "0x7f0000000000", "0x7e0000000000", "outlined: VMM mapping"] {
+        assert!(s.has_text(t), "address map: missing {t:?} in {:?}", s.texts);
+    }
+    assert!(s.text_containing("5 address ranges (2 VMM mappings), 3 smaller ones not drawn"), "{:?}", s.texts);
+    for c in [Category::Weights, Category::KvCache, Category::Compute, Category::ScratchPool] {
+        assert!(s.fills.contains(&category_hex(c)), "address map rectangle of {c}");
+    }
+    assert!(address_map_svg(&r, 0).unwrap().is_some() && address_map_svg(&r, 1).unwrap().is_none());
 
     let s = svg_of(&r, "growth-gpu0");
     for t in ["Growth per context token — GPU 0", "context tokens (marker 'tokens')", "predicted OOM ≈ 51,681 tokens", "OOM in the step to 33,792 tokens", "scratch_pool", "34.0 KiB/token (R² 1.00)"] {

@@ -52,7 +52,7 @@ fn sections_figures_and_numbers() {
     assert!(html.contains("vramtrace report: llama-server"));
     assert!(html.contains("/opt/llama.cpp/build/bin/llama-server"));
     assert!(html.contains("crashed / killed"));
-    assert!(html.contains("GPU name / driver") && html.contains("not recorded in the trace"));
+    assert!(html.contains("NVIDIA GeForce RTX 4070, CUDA driver 12.9"), "the GPU as the driver named it");
     assert!(html.contains("12.00 GiB") && html.contains("cuMemGetInfo"));
     // OOM post-mortem with its verdict and numbers.
     assert!(html.contains("device full"));
@@ -65,7 +65,7 @@ fn sections_figures_and_numbers() {
     assert!(html.contains("0.340") && html.contains("4.00 GiB"));
     assert!(html.contains("builtin:llama.kv_cache_ctor") && html.contains("<td>builtin</td>"));
     assert!(html.contains("crash / kill"));
-    assert!(html.contains("Address-space map"));
+    assert!(html.contains("id=\"chart-address-map-gpu0\"") && html.contains("Address space over time"), "the address-space map is embedded");
     // Balanced block elements (a cheap well-formedness check).
     for tag in ["table", "div", "details", "figure", "svg", "ol", "main"] {
         assert_eq!(html.matches(&format!("<{tag} ")).count() + html.matches(&format!("<{tag}>")).count(), html.matches(&format!("</{tag}>")).count(), "<{tag}> balance");

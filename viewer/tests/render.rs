@@ -11,7 +11,7 @@ fn render_all_writes_every_file() {
     let r = fixed_report();
     let w = render_all(&r, dir.path(), &RenderOptions::default()).unwrap();
     let names: Vec<String> = w.charts.iter().map(|c| c.chart.name.clone()).collect();
-    assert_eq!(names, ["timeline-gpu0", "peak-composition", "top-sites", "fragmentation-gpu0", "growth-gpu0"]);
+    assert_eq!(names, ["timeline-gpu0", "peak-composition", "top-sites", "fragmentation-gpu0", "address-map-gpu0", "growth-gpu0"]);
     for f in w.files() {
         let len = std::fs::metadata(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display())).len();
         assert!(len > 100, "{} is {len} bytes", f.display());
@@ -53,7 +53,7 @@ fn analyzer_report_from_synthetic_trace_renders() {
     let out = dir.path().join("out");
     let w = render_all(&r, &out, &RenderOptions::default()).unwrap();
     let names: Vec<&str> = w.charts.iter().map(|c| c.chart.name.as_str()).collect();
-    for want in ["timeline-gpu0", "peak-composition", "top-sites", "fragmentation-gpu0", "growth-gpu0"] {
+    for want in ["timeline-gpu0", "peak-composition", "top-sites", "fragmentation-gpu0", "address-map-gpu0", "growth-gpu0"] {
         assert!(names.contains(&want), "{want} missing from {names:?}");
     }
     let html = std::fs::read_to_string(&w.html).unwrap();

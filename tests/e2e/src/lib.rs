@@ -66,7 +66,11 @@ pub fn env() -> &'static Env {
         std::fs::create_dir_all(&fake_dir).unwrap();
         // A private copy: the shim and the runners must load exactly this file as libcuda.so.1.
         let lib = fake_dir.join("libcuda.so.1");
-        std::fs::copy(profile_dir.join("libcuda.so"), &lib).expect("copy fake libcuda");
+        // Copy then rename: a program of another test process may be running on the old file,
+        // and overwriting a mapped library in place crashes it.
+        let tmp = fake_dir.join(format!(".libcuda.so.1.{}", std::process::id()));
+        std::fs::copy(profile_dir.join("libcuda.so"), &tmp).expect("copy fake libcuda");
+        std::fs::rename(&tmp, &lib).expect("install fake libcuda");
         let link = fake_dir.join("libcuda.so");
         let _ = std::fs::remove_file(&link);
         std::os::unix::fs::symlink("libcuda.so.1", &link).unwrap();

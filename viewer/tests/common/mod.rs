@@ -135,8 +135,29 @@ pub fn fixed_report() -> Report {
     let oom_cats = state_at(52.0, 32 * 1024);
     let mut oom_cats_dev = oom_cats;
     oom_cats_dev.host_pinned = 0;
+    let span = |ptr: u64, size: u64, start: u64, end: Option<u64>, category: Category, vmm: bool| AddressSpan {
+        ptr,
+        size,
+        start_rel_ns: start * SEC,
+        end_rel_ns: end.map(|e| e * SEC),
+        category,
+        vmm,
+    };
     let device = DeviceReport {
         device: 0,
+        name: Some("NVIDIA GeForce RTX 4070".into()),
+        driver_version: Some("12.9".into()),
+        uuid: None,
+        address_map: AddressMap {
+            spans: vec![
+                span(0x7f00_0000_0000, 4 * GIB, 1, None, Category::Weights, false),
+                span(0x7f01_0000_0000, GIB, 2, None, Category::KvCache, false),
+                span(0x7f02_0000_0000, 300 * MIB, 3, Some(50), Category::Compute, false),
+                span(0x7e00_0000_0000, 2 * MIB, 10, None, Category::ScratchPool, true),
+                span(0x7e00_0020_0000, 2 * MIB, 20, None, Category::ScratchPool, true),
+            ],
+            dropped: 3,
+        },
         capacity_bytes: Some(12 * GIB),
         capacity_source: "cuMemGetInfo".into(),
         peak: peak.clone(),
