@@ -172,12 +172,21 @@ pub fn chart_svg(r: &Report, chart: &Chart, size: (u32, u32)) -> Result<String, 
 
 /// Renders a chart as a PNG file (bytes) of `size` pixels, RGB.
 pub fn chart_png(r: &Report, chart: &Chart, size: (u32, u32)) -> Result<Vec<u8>, ChartError> {
+    render_png(&chart.name, size, |root| draw(root, r, chart, Tx { bitmap: true }))
+}
+
+/// Paints into an RGB bitmap (text in the embedded font) and encodes it as PNG.
+pub(crate) fn render_png(
+    name: &str,
+    size: (u32, u32),
+    paint: impl FnOnce(&DrawingArea<BitMapBackend<'_>, Shift>) -> DResult,
+) -> Result<Vec<u8>, ChartError> {
     ensure_fonts();
-    let err = |m: String| ChartError { chart: chart.name.clone(), message: m };
+    let err = |m: String| ChartError { chart: name.to_string(), message: m };
     let mut buf = vec![255u8; size.0 as usize * size.1 as usize * 3];
     {
         let root = BitMapBackend::with_buffer(&mut buf, size).into_drawing_area();
-        draw(&root, r, chart, Tx { bitmap: true }).map_err(|e| err(e.to_string()))?;
+        paint(&root).map_err(|e| err(e.to_string()))?;
         root.present().map_err(|e| err(e.to_string()))?;
     }
     let mut out = Vec::new();

@@ -425,23 +425,7 @@ pub fn diff_chart_svg(inp: DiffInput<'_>, chart: &DiffChart, size: (u32, u32)) -
 
 /// Renders a diff chart as a PNG file (bytes), with the embedded font.
 pub fn diff_chart_png(inp: DiffInput<'_>, chart: &DiffChart, size: (u32, u32)) -> Result<Vec<u8>, crate::charts::ChartError> {
-    ensure_fonts();
-    let err = |m: String| crate::charts::ChartError { chart: chart.name.clone(), message: m };
-    let mut buf = vec![255u8; size.0 as usize * size.1 as usize * 3];
-    {
-        let root = BitMapBackend::with_buffer(&mut buf, size).into_drawing_area();
-        draw(&root, inp, chart, Tx { bitmap: true }).map_err(|e| err(e.to_string()))?;
-        root.present().map_err(|e| err(e.to_string()))?;
-    }
-    let mut out = Vec::new();
-    {
-        let mut enc = png::Encoder::new(&mut out, size.0, size.1);
-        enc.set_color(png::ColorType::Rgb);
-        enc.set_depth(png::BitDepth::Eight);
-        let mut w = enc.write_header().map_err(|e| err(e.to_string()))?;
-        w.write_image_data(&buf).map_err(|e| err(e.to_string()))?;
-    }
-    Ok(out)
+    crate::charts::render_png(&chart.name, size, |root| draw(root, inp, chart, Tx { bitmap: true }))
 }
 
 fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, inp: DiffInput<'_>, chart: &DiffChart, tx: Tx) -> DResult

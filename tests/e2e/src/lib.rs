@@ -272,3 +272,19 @@ pub fn peak_categories(report: &serde_json::Value, device: i64) -> BTreeMap<Stri
     let dev = report["devices"].as_array().unwrap().iter().find(|d| d["device"] == device).expect("device in report");
     dev["peak"]["by_category"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_u64().unwrap())).collect()
 }
+
+pub const MIB: u64 = 1 << 20;
+
+/// A small llama.cpp-shaped run (tests/runners/llama_shaped) on an 8 GiB fake GPU: 1 GiB weights,
+/// 256 MiB KV, 100 MiB compute, a VMM pool grown to 4 steps × 512 tokens × 32 KiB = 64 MiB, the
+/// 4 MiB cuBLAS workspace, 256 MiB runtime.
+pub const LLAMA_SMALL: &[(&str, &str)] = &[
+    ("LLAMA_WEIGHTS_BYTES", "1073741824"),
+    ("LLAMA_KV_BYTES", "268435456"),
+    ("LLAMA_COMPUTE_BYTES", "104857600"),
+    ("LLAMA_STEPS", "4"),
+    ("LLAMA_TOKENS_PER_STEP", "512"),
+    ("LLAMA_POOL_BYTES_PER_TOKEN", "32768"),
+    ("FAKE_CUDA_CAPACITY", "8GiB"),
+    ("FAKE_CUDA_RUNTIME_BYTES", "268435456"),
+];

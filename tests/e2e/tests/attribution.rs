@@ -3,20 +3,8 @@
 
 use vramtrace_e2e::*;
 
-const MIB: u64 = 1 << 20;
-
-/// A small llama.cpp-shaped run: 1 GiB weights, 256 MiB KV, 100 MiB compute, a VMM pool grown to
-/// 4 steps × 512 tokens × 32 KiB = 64 MiB, the cuBLAS workspace, 256 MiB runtime.
-const LLAMA_ENV: &[(&str, &str)] = &[
-    ("LLAMA_WEIGHTS_BYTES", "1073741824"),
-    ("LLAMA_KV_BYTES", "268435456"),
-    ("LLAMA_COMPUTE_BYTES", "104857600"),
-    ("LLAMA_STEPS", "4"),
-    ("LLAMA_TOKENS_PER_STEP", "512"),
-    ("LLAMA_POOL_BYTES_PER_TOKEN", "32768"),
-    ("FAKE_CUDA_CAPACITY", "8GiB"),
-    ("FAKE_CUDA_RUNTIME_BYTES", "268435456"),
-];
+/// See `LLAMA_SMALL`.
+const LLAMA_ENV: &[(&str, &str)] = LLAMA_SMALL;
 
 fn llama(program: &str, extra: &[(&str, &str)]) -> (tempfile::TempDir, std::process::Output) {
     let envs: Vec<(&str, &str)> = LLAMA_ENV.iter().chain(extra).copied().collect();

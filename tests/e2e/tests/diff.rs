@@ -9,21 +9,10 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 use vramtrace_e2e::*;
 
-const MIB: u64 = 1 << 20;
 const LIMIT: Duration = Duration::from_secs(120);
 
-/// 1 GiB weights, 256 MiB KV, 100 MiB compute, 4 steps × 512 tokens × 32 KiB of VMM pool (64 MiB),
-/// 4 MiB cuBLAS workspace, 256 MiB runtime: peak 1.66 GiB, default noise threshold ≈ 8.5 MiB.
-const BASE: &[(&str, &str)] = &[
-    ("LLAMA_WEIGHTS_BYTES", "1073741824"),
-    ("LLAMA_KV_BYTES", "268435456"),
-    ("LLAMA_COMPUTE_BYTES", "104857600"),
-    ("LLAMA_STEPS", "4"),
-    ("LLAMA_TOKENS_PER_STEP", "512"),
-    ("LLAMA_POOL_BYTES_PER_TOKEN", "32768"),
-    ("FAKE_CUDA_CAPACITY", "8GiB"),
-    ("FAKE_CUDA_RUNTIME_BYTES", "268435456"),
-];
+/// `LLAMA_SMALL`: peak 1.66 GiB, default noise threshold ≈ 8.5 MiB.
+const BASE: &[(&str, &str)] = LLAMA_SMALL;
 
 /// Runs `cmd` with stdout/stderr in files, killing it after `LIMIT`.
 fn bounded(mut cmd: Command) -> Output {
