@@ -650,17 +650,19 @@ pub(crate) struct Engine<'a> {
     spans: FastMap<i32, SpanSet>,
 }
 
+/// (size, ptr, start, end, category, vmm): size first, so the heap orders by it.
+type SpanKey = (u64, u64, u64, u64, u8, bool);
+
 /// The `cap` largest spans of one device (min-heap on size), plus how many were left out.
 #[derive(Default)]
 struct SpanSet {
-    heap: std::collections::BinaryHeap<std::cmp::Reverse<(u64, u64, u64, u64, u8, bool)>>,
+    heap: std::collections::BinaryHeap<std::cmp::Reverse<SpanKey>>,
     dropped: u64,
 }
 
 const ADDRESS_MAP_SPANS: usize = 4096;
 
 impl SpanSet {
-    /// (size, ptr, start, end, category, vmm)
     fn push(&mut self, size: u64, ptr: u64, start: u64, end: u64, cat: Category, vmm: bool) {
         // Full and not bigger than the smallest kept: the common case in a long trace, O(1).
         if self.heap.len() >= ADDRESS_MAP_SPANS && self.heap.peek().is_some_and(|m| m.0 .0 >= size) {

@@ -174,7 +174,7 @@ pub fn capture(out: &mut [u64]) -> usize {
     let (pc, sp, fp) = here();
     let top = stack_top();
     let mut read = |addr: u64| -> Result<u64, ()> {
-        if addr >= sp && addr.checked_add(8).is_some_and(|e| e <= top) && addr % 8 == 0 {
+        if addr >= sp && addr.checked_add(8).is_some_and(|e| e <= top) && addr.is_multiple_of(8) {
             Ok(unsafe { *(addr as *const u64) })
         } else {
             Err(())

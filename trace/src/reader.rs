@@ -251,7 +251,7 @@ impl<'a> Iterator for Reader<'a> {
                 return fail("bad record header");
             };
             let len = h.len as usize;
-            if len < 8 || len % 8 != 0 || len > MAX_RECORD_LEN {
+            if len < 8 || !len.is_multiple_of(8) || len > MAX_RECORD_LEN {
                 self.tail = Tail::Truncated { offset };
                 return fail("impossible record length");
             }
