@@ -15,8 +15,12 @@ use crate::util::{clip, fmt_bytes, font_safe, frame_function, per_token, secs, s
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
+use plotters::chart::{ChartContext, MeshStyle};
+use plotters::coord::ranged1d::Ranged;
+use plotters::coord::types::RangedCoordf64;
 use std::iter::once;
-use vramtrace_analyzer::{Category, DeviceReport, GrowthReport, Report};
+use std::ops::Range;
+use vramtrace_analyzer::{Category, DeviceReport, GrowthReport, Report, TimelinePoint};
 
 /// Default chart size in pixels (SVG viewBox and PNG): wide enough for a legend beside the plot,
 /// small enough to fit a laptop screen next to its table.
@@ -294,6 +298,59 @@ pub(crate) fn axis_num(v: f64) -> String {
     }
 }
 
+pub(crate) type XyChart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// An x × y chart on `plot` with the margin and axis-label room of the report and diff charts
+/// (`y_label_w` pixels for the y labels).
+pub(crate) fn xy_chart<'a, DB: DrawingBackend>(plot: &DrawingArea<DB, Shift>, y_label_w: u32, x: Range<f64>, y: Range<f64>) -> Result<XyChart<'a, DB>, Box<dyn std::error::Error>>
+where
+    DB::ErrorType: 'static,
+{
+    Ok(ChartBuilder::on(plot).margin(14).x_label_area_size(46).y_label_area_size(y_label_w).build_cartesian_2d(x, y)?)
+}
+
+/// The grid and text style every chart's mesh shares: labels in `text` px, axis names a pixel larger.
+pub(crate) fn grid_mesh<'m, 'a, 'b, X: Ranged, Y: Ranged, DB: DrawingBackend>(mesh: &'m mut MeshStyle<'a, 'b, X, Y, DB>, text: f64) -> &'m mut MeshStyle<'a, 'b, X, Y, DB> {
+    mesh.light_line_style(marks::GRID_LIGHT).bold_line_style(marks::GRID).max_light_lines(2).label_style(font(text)).axis_desc_style(font(text + 1.0))
+}
+
+/// Stacked areas of `cats` (the first at the bottom) over the timeline `pts` placed at `xs`:
+/// min/max per pixel column over the total keeps every spike, and the category split of the
+/// kept points stays exact because whole points are kept, not per-series extremes. Each point
+/// is the state from its time until the next one (the last until `x_end`): drawn as steps while
+/// they are wider than a pixel; beyond that a step and a slope look the same and cost twice the
+/// size.
+pub(crate) fn draw_stacked_areas<DB: DrawingBackend>(chart: &mut XyChart<'_, DB>, pts: &[TimelinePoint], xs: &[f64], cats: &[Category], u: ByteUnit, x_end: f64) -> DResult
+where
+    DB::ErrorType: 'static,
+{
+    let cols = chart.plotting_area().dim_in_pixel().0.max(1) as usize;
+    let tot: Vec<f64> = pts.iter().map(|p| p.total_bytes as f64).collect();
+    let keep = minmax_columns(xs, &tot, cols);
+    let step = keep.len() * 2 <= cols;
+    for k in (0..cats.len()).rev() {
+        let mut poly: Vec<(f64, f64)> = Vec::with_capacity(keep.len() * 2 + 3);
+        for &i in &keep {
+            let y = u.v(cats[..=k].iter().map(|&c| pts[i].by_category.get(c)).sum::<u64>() as f64);
+            if step {
+                if let Some(&(_, py)) = poly.last() {
+                    poly.push((xs[i], py));
+                }
+            }
+            poly.push((xs[i], y));
+        }
+        let Some(&(lx, ly)) = poly.last() else { continue };
+        if lx < x_end {
+            poly.push((x_end, ly)); // the last state holds until the trace ends
+        }
+        let x0 = poly[0].0;
+        poly.push((x_end.max(lx), 0.0));
+        poly.push((x0, 0.0));
+        chart.draw_series(once(Polygon::new(poly, category_color(cats[k]).filled())))?;
+    }
+    Ok(())
+}
+
 fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &Report, chart: &Chart, tx: Tx) -> DResult
 where
     DB::ErrorType: 'static,
@@ -442,53 +499,16 @@ where
     );
     let (plot, legend) = frame(root, title, &subtitle, tx)?;
 
-    let mut chart = ChartBuilder::on(&plot)
-        .margin(14)
-        .x_label_area_size(46)
-        .y_label_area_size(74)
-        .build_cartesian_2d(0f64..x_end, 0f64..u.v(ymax))?;
-    chart
-        .configure_mesh()
-        .light_line_style(marks::GRID_LIGHT)
-        .bold_line_style(marks::GRID)
-        .max_light_lines(2)
-        .label_style(font(14.0))
-        .axis_desc_style(font(15.0))
+    let mut chart = xy_chart(&plot, 74, 0f64..x_end, 0f64..u.v(ymax))?;
+    grid_mesh(&mut chart.configure_mesh(), 14.0)
         .x_desc(format!("time since trace start ({})", tu.name))
         .y_desc(format!("live VRAM ({})", u.name))
         .x_label_formatter(&|v| axis_num(*v))
         .y_label_formatter(&|v| axis_num(*v))
         .draw()?;
 
-    // Min/max per pixel column over the total keeps every spike; the category split of the
-    // kept points stays exact because whole points are kept, not per-series extremes.
-    let cols = chart.plotting_area().dim_in_pixel().0.max(1) as usize;
     let xs: Vec<f64> = pts.iter().map(|p| tu.v(p.t_rel_ns)).collect();
-    let tot: Vec<f64> = pts.iter().map(|p| p.total_bytes as f64).collect();
-    let keep = minmax_columns(&xs, &tot, cols);
-    // Each point is the state from its time until the next one: draw steps while they are
-    // wider than a pixel; beyond that a step and a slope look the same and cost twice the size.
-    let step = keep.len() * 2 <= cols;
-    for k in (0..cats.len()).rev() {
-        let mut poly: Vec<(f64, f64)> = Vec::with_capacity(keep.len() * 2 + 3);
-        for &i in &keep {
-            let y = u.v(cats[..=k].iter().map(|&c| pts[i].by_category.get(c)).sum::<u64>() as f64);
-            if step {
-                if let Some(&(_, py)) = poly.last() {
-                    poly.push((xs[i], py));
-                }
-            }
-            poly.push((xs[i], y));
-        }
-        let Some(&(lx, ly)) = poly.last() else { continue };
-        if lx < x_end {
-            poly.push((x_end, ly)); // the last state holds until the trace ends
-        }
-        let x0 = poly[0].0;
-        poly.push((x_end.max(lx), 0.0));
-        poly.push((x0, 0.0));
-        chart.draw_series(once(Polygon::new(poly, category_color(cats[k]).filled())))?;
-    }
+    draw_stacked_areas(&mut chart, pts, &xs, &cats, u, x_end)?;
 
     let right = |x: f64| x > 0.62 * x_end;
     if let Some(c) = show_cap {
@@ -583,6 +603,21 @@ struct Bar {
     logged: Option<u64>,
 }
 
+/// A bar row's label (and its smaller second line), right-aligned just left of backend pixel `at`.
+pub(crate) fn draw_row_label<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, (px, py): (i32, i32), label: &str, sub: Option<&str>, tx: Tx) -> DResult
+where
+    DB::ErrorType: 'static,
+{
+    match sub {
+        None => root.draw(&Text::new(tx.s(label), (px - 10, py), anchored(font(14.0), HPos::Right, VPos::Center)))?,
+        Some(sub) => {
+            root.draw(&Text::new(tx.s(label), (px - 10, py - 1), anchored(font(14.0), HPos::Right, VPos::Bottom)))?;
+            root.draw(&Text::new(tx.s(sub), (px - 10, py + 2), anchored(font_c(12.0, RGBColor(0x55, 0x55, 0x55)), HPos::Right, VPos::Top)))?;
+        }
+    }
+    Ok(())
+}
+
 fn draw_bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, plot: &DrawingArea<DB, Shift>, rows: &[Bar], label_w: u32, xdesc: &str, tx: Tx) -> DResult
 where
     DB::ErrorType: 'static,
@@ -592,19 +627,9 @@ where
     let u = ByteUnit::for_max(maxv);
     let paired = rows.iter().any(|b| b.logged.is_some());
     let xmax = u.v(maxv) * 1.32; // room for the value labels
-    let mut chart = ChartBuilder::on(plot)
-        .margin(14)
-        .x_label_area_size(46)
-        .y_label_area_size(label_w)
-        .build_cartesian_2d(0f64..xmax, 0f64..n)?;
-    chart
-        .configure_mesh()
+    let mut chart = xy_chart(plot, label_w, 0f64..xmax, 0f64..n)?;
+    grid_mesh(&mut chart.configure_mesh(), 14.0)
         .disable_y_mesh()
-        .light_line_style(marks::GRID_LIGHT)
-        .bold_line_style(marks::GRID)
-        .max_light_lines(2)
-        .label_style(font(14.0))
-        .axis_desc_style(font(15.0))
         .x_desc(format!("{xdesc} ({})", u.name))
         .x_label_formatter(&|v| axis_num(*v))
         .y_label_formatter(&|_| String::new())
@@ -630,14 +655,7 @@ where
         }
         // Row label left of the axis, level with the bar, in backend pixels (the chart's own y
         // labels are numeric).
-        let (px, py) = chart.backend_coord(&(0.0, (t0 + t1) / 2.0));
-        match &b.sub {
-            None => root.draw(&Text::new(tx.s(&b.label), (px - 10, py), anchored(font(14.0), HPos::Right, VPos::Center)))?,
-            Some(sub) => {
-                root.draw(&Text::new(tx.s(&b.label), (px - 10, py - 1), anchored(font(14.0), HPos::Right, VPos::Bottom)))?;
-                root.draw(&Text::new(tx.s(sub), (px - 10, py + 2), anchored(font_c(12.0, RGBColor(0x55, 0x55, 0x55)), HPos::Right, VPos::Top)))?;
-            }
-        }
+        draw_row_label(root, chart.backend_coord(&(0.0, (t0 + t1) / 2.0)), &b.label, b.sub.as_deref(), tx)?;
     }
     Ok(())
 }
@@ -754,13 +772,7 @@ where
         .right_y_label_area_size(64)
         .build_cartesian_2d(0f64..x_end, 0f64..u.v(ymax))?
         .set_secondary_coord(0f64..x_end, 0f64..1.0);
-    chart
-        .configure_mesh()
-        .light_line_style(marks::GRID_LIGHT)
-        .bold_line_style(marks::GRID)
-        .max_light_lines(2)
-        .label_style(font(14.0))
-        .axis_desc_style(font(15.0))
+    grid_mesh(&mut chart.configure_mesh(), 14.0)
         .x_desc(format!("time since trace start ({})", tu.name))
         .y_desc(format!("bytes ({})", u.name))
         .x_label_formatter(&|v| axis_num(*v))
@@ -850,18 +862,8 @@ where
     };
     let (plot, legend) = frame(root, title, &format!("{slope}{predicted}"), tx)?;
     let label = g.labels.first().cloned().unwrap_or_else(|| "tokens".into());
-    let mut chart = ChartBuilder::on(&plot)
-        .margin(14)
-        .x_label_area_size(46)
-        .y_label_area_size(74)
-        .build_cartesian_2d(0f64..x_end, 0f64..u.v(ymax))?;
-    chart
-        .configure_mesh()
-        .light_line_style(marks::GRID_LIGHT)
-        .bold_line_style(marks::GRID)
-        .max_light_lines(2)
-        .label_style(font(14.0))
-        .axis_desc_style(font(15.0))
+    let mut chart = xy_chart(&plot, 74, 0f64..x_end, 0f64..u.v(ymax))?;
+    grid_mesh(&mut chart.configure_mesh(), 14.0)
         .x_desc(format!("context tokens (marker '{label}')"))
         .y_desc(format!("VRAM ({})", u.name))
         .x_label_formatter(&|v| thousands(v.max(0.0).round() as u64))

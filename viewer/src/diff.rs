@@ -6,9 +6,8 @@
 //! Colours, fonts, legends, escaping and byte formatting are the report viewer's own, so a
 //! category has the same colour here as in every other chart.
 
-use crate::charts::{anchored, axis_num, draw_legend, ensure_fonts, font, font_c, frame, item, lighten, DResult, Item, Swatch, Tx, DEFAULT_HEIGHT, DEFAULT_WIDTH};
+use crate::charts::{anchored, axis_num, draw_legend, draw_row_label, draw_stacked_areas, ensure_fonts, font, font_c, frame, grid_mesh, item, lighten, xy_chart, DResult, Item, Swatch, Tx, DEFAULT_HEIGHT, DEFAULT_WIDTH};
 use crate::colors::{category_color, marks, VRAM_CATEGORIES};
-use crate::downsample::minmax_columns;
 use crate::html::{cat_cell, inline_svg, verdict_badge, CSS};
 use crate::markdown::{cell_code, cell_text, code, swatch as md_swatch};
 use crate::render::Error;
@@ -466,15 +465,9 @@ where
         (false, true) => (-m * 1.6, m * 0.2),
         _ => (-m * 0.2, m * 1.6),
     };
-    let mut chart = ChartBuilder::on(plot).margin(14).x_label_area_size(46).y_label_area_size(label_w).build_cartesian_2d(x0..x1, 0f64..n)?;
-    chart
-        .configure_mesh()
+    let mut chart = xy_chart(plot, label_w, x0..x1, 0f64..n)?;
+    grid_mesh(&mut chart.configure_mesh(), 14.0)
         .disable_y_mesh()
-        .light_line_style(marks::GRID_LIGHT)
-        .bold_line_style(marks::GRID)
-        .max_light_lines(2)
-        .label_style(font(14.0))
-        .axis_desc_style(font(15.0))
         .x_desc(format!("{xdesc} ({})", u.name))
         .x_label_formatter(&|v| if *v > 0.0 { format!("+{}", axis_num(*v)) } else { axis_num(*v) })
         .y_label_formatter(&|_| String::new())
@@ -493,14 +486,7 @@ where
         }
         let (h, dx) = if b.delta < 0 { (HPos::Right, -6) } else { (HPos::Left, 6) };
         chart.draw_series(once(EmptyElement::at((v, (t0 + t1) / 2.0)) + Text::new(tx.s(&b.text), (dx, 0), anchored(font(13.0), h, VPos::Center))))?;
-        let (px, py) = chart.backend_coord(&(x0, (t0 + t1) / 2.0));
-        match &b.sub {
-            None => root.draw(&Text::new(tx.s(&b.label), (px - 10, py), anchored(font(14.0), HPos::Right, VPos::Center)))?,
-            Some(sub) => {
-                root.draw(&Text::new(tx.s(&b.label), (px - 10, py - 1), anchored(font(14.0), HPos::Right, VPos::Bottom)))?;
-                root.draw(&Text::new(tx.s(sub), (px - 10, py + 2), anchored(font_c(12.0, RGBColor(0x55, 0x55, 0x55)), HPos::Right, VPos::Top)))?;
-            }
-        }
+        draw_row_label(root, chart.backend_coord(&(x0, (t0 + t1) / 2.0)), &b.label, b.sub.as_deref(), tx)?;
     }
     Ok(())
 }
@@ -620,11 +606,7 @@ where
     for Panel { area, side, name, dev, rep, xmap, is_old } in panels {
         let mut chart = ChartBuilder::on(area).margin(10).x_label_area_size(if is_old { 26 } else { 44 }).y_label_area_size(74).build_cartesian_2d(0f64..x_end, 0f64..u.v(ymax))?;
         let mut mesh = chart.configure_mesh();
-        mesh.light_line_style(marks::GRID_LIGHT)
-            .bold_line_style(marks::GRID)
-            .max_light_lines(2)
-            .label_style(font(13.0))
-            .axis_desc_style(font(14.0))
+        grid_mesh(&mut mesh, 13.0)
             .y_desc(format!("VRAM ({})", u.name))
             .x_label_formatter(&|v| axis_num(*v))
             .y_label_formatter(&|v| axis_num(*v));
@@ -640,32 +622,8 @@ where
             root.draw(&Text::new(tx.s(&format!("no timeline for {} in this run", dev_name(device))), (lx + 8, ly + 26), font_c(13.0, RGBColor(0x55, 0x55, 0x55))))?;
             continue;
         };
-        let pts = &dev.timeline;
-        let cols = chart.plotting_area().dim_in_pixel().0.max(1) as usize;
-        let xs: Vec<f64> = pts.iter().map(|p| xmap(p.t_rel_ns).clamp(0.0, x_end)).collect();
-        let tot: Vec<f64> = pts.iter().map(|p| p.total_bytes as f64).collect();
-        let keep = minmax_columns(&xs, &tot, cols);
-        let step = keep.len() * 2 <= cols;
-        for k in (0..cats.len()).rev() {
-            let mut poly: Vec<(f64, f64)> = Vec::with_capacity(keep.len() * 2 + 3);
-            for &i in &keep {
-                let y = u.v(cats[..=k].iter().map(|&c| pts[i].by_category.get(c)).sum::<u64>() as f64);
-                if step {
-                    if let Some(&(_, py)) = poly.last() {
-                        poly.push((xs[i], py)); // a state holds until the next point
-                    }
-                }
-                poly.push((xs[i], y));
-            }
-            let Some(&(lx, ly)) = poly.last() else { continue };
-            if lx < x_end {
-                poly.push((x_end, ly));
-            }
-            let x0 = poly[0].0;
-            poly.push((x_end.max(lx), 0.0));
-            poly.push((x0, 0.0));
-            chart.draw_series(once(Polygon::new(poly, category_color(cats[k]).filled())))?;
-        }
+        let xs: Vec<f64> = dev.timeline.iter().map(|p| xmap(p.t_rel_ns).clamp(0.0, x_end)).collect();
+        draw_stacked_areas(&mut chart, &dev.timeline, &xs, &cats, u, x_end)?;
         // Matching markers: the same x in both panels, by construction of the alignment.
         // Labels only where there is room: a few markers, at least LABEL_GAP_PX apart.
         let labelled = a.anchors.len() <= LABELLED_ANCHORS;
