@@ -126,17 +126,13 @@ fn stack_config() -> (usize, (u64, u64)) {
     (DEPTH.load(Ordering::Acquire) as usize, (SELF_START.load(Ordering::Relaxed), SELF_END.load(Ordering::Relaxed)))
 }
 
-/// Captures the caller's stack, innermost first, without our own frames.
-fn capture(buf: &mut [u64; MAX_STACK_DEPTH + SKIP_BUDGET], depth: usize, self_range: (u64, u64)) -> usize {
-    if depth == 0 {
-        return 0;
-    }
-    let mut raw = [0u64; MAX_STACK_DEPTH + SKIP_BUDGET];
-    let n = crate::unwind::capture(&mut raw[..depth + SKIP_BUDGET]);
-    let skip = raw[..n].iter().take_while(|&&a| (self_range.0..self_range.1).contains(&a)).count();
+/// Captures the caller's stack into `buf` and returns it, innermost first, without our own
+/// frames.
+fn capture(buf: &mut [u64; MAX_STACK_DEPTH + SKIP_BUDGET], depth: usize, self_range: (u64, u64)) -> &[u64] {
+    let n = crate::unwind::capture(&mut buf[..depth + SKIP_BUDGET]);
+    let skip = buf[..n].iter().take_while(|&&a| (self_range.0..self_range.1).contains(&a)).count();
     let take = (n - skip).min(depth);
-    buf[..take].copy_from_slice(&raw[skip..skip + take]);
-    take
+    &buf[skip..skip + take]
 }
 
 fn self_range() -> (u64, u64) {
@@ -146,12 +142,18 @@ fn self_range() -> (u64, u64) {
 /// Records one event. Called with the thread's re-entry flag set.
 pub fn record(e: &mut EventRec) {
     let (depth, range) = stack_config();
-    let mut frames = [0u64; MAX_STACK_DEPTH + SKIP_BUDGET];
-    let n = capture(&mut frames, depth, range);
+    // The frame buffer (1 KiB) is only set up when stacks are on: zeroing it is measurable.
+    let mut buf;
+    let frames: &[u64] = if depth == 0 {
+        &[]
+    } else {
+        buf = [0u64; MAX_STACK_DEPTH + SKIP_BUDGET];
+        capture(&mut buf, depth, range)
+    };
     e.tid = sys::tid();
     let _g = LOCK.lock();
     let Some(w) = writer() else { return };
-    e.stack_id = w.stack_id(&frames[..n]);
+    e.stack_id = w.stack_id(frames);
     e.t_ns = now_ns();
     w.append(RecordKind::Event, &*e, &[], &[]);
 }
