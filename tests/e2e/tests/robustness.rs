@@ -217,3 +217,29 @@ fn exports_do_not_fake_a_driver_in_the_global_scope() {
     assert_eq!(String::from_utf8_lossy(&plain.stdout), "before False False\nlocal False True\nglobal True\n");
     assert_eq!(String::from_utf8_lossy(&plain.stdout), run.stdout(), "{}", run.stderr());
 }
+
+/// The trace file name is predictable (`vramtrace-<pid>.vtr`): a symlink or a file already there
+/// must never be followed or overwritten. `exec` keeps the shell's pid, so the shell can plant
+/// both before the traced program starts.
+#[test]
+fn a_planted_symlink_or_file_is_never_followed_or_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim");
+    let mark = "import ctypes; ctypes.CDLL(None).vramtrace_mark(b'x', 1)";
+    let script = format!(
+        "ln -s {victim} \"$VRAMTRACE_DIR/vramtrace-$$.vtr\"; echo keep > \"$VRAMTRACE_DIR/vramtrace-$$.1.vtr\"; echo $$; exec python3 -c \"{mark}\"",
+        victim = victim.display()
+    );
+    let out = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .env("LD_PRELOAD", &env().shim)
+        .env("VRAMTRACE_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let pid = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(!victim.exists(), "nothing written through the symlink");
+    assert_eq!(std::fs::read_to_string(dir.path().join(format!("vramtrace-{pid}.1.vtr"))).unwrap(), "keep\n");
+    let t = read_trace(&dir.path().join(format!("vramtrace-{pid}.2.vtr")));
+    assert_eq!(t.markers.len(), 1, "the trace went to the next free name");
+}
