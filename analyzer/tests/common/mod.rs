@@ -140,23 +140,14 @@ impl Tr {
 }
 
 /// A fresh temporary directory (removed when dropped).
-pub struct TempDir(pub PathBuf);
+/// A temporary directory, removed when dropped.
+pub struct TempDir(tempfile::TempDir);
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let p = std::env::temp_dir().join(format!("vramtrace-an-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
+        TempDir(tempfile::Builder::new().prefix(&format!("vramtrace-an-{tag}-")).tempdir().unwrap())
     }
     pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        self.0.path()
     }
 }
 

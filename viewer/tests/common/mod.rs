@@ -432,24 +432,21 @@ pub fn analyzed_report(dir: &Path) -> Report {
 }
 
 /// A fresh temporary directory (removed when dropped).
-pub struct TempDir(pub PathBuf);
+/// A temporary directory (tempfile's), kept after the test when `VRAMTRACE_KEEP_TEST_OUTPUT` is
+/// set, to look at what the viewer wrote.
+pub struct TempDir(Option<tempfile::TempDir>);
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let p = std::env::temp_dir().join(format!("vramtrace-viewer-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
+        TempDir(Some(tempfile::Builder::new().prefix(&format!("vramtrace-viewer-{tag}-")).tempdir().unwrap()))
     }
     pub fn path(&self) -> &Path {
-        &self.0
+        self.0.as_ref().unwrap().path()
     }
 }
 impl Drop for TempDir {
     fn drop(&mut self) {
-        if std::env::var_os("VRAMTRACE_KEEP_TEST_OUTPUT").is_none() {
-            let _ = std::fs::remove_dir_all(&self.0);
+        if let (Some(d), true) = (self.0.take(), std::env::var_os("VRAMTRACE_KEEP_TEST_OUTPUT").is_some()) {
+            eprintln!("kept {}", d.keep().display());
         }
     }
 }
