@@ -52,6 +52,9 @@ const VLLM_WINDOW_NS: u64 = 300_000_000_000;
 const GROWTH_LABELS: [&str; 3] = ["tokens", "n_tokens", "prompt_tokens"];
 /// Markers that open a step whose token count a later tokens marker gives.
 const STEP_START_LABELS: [&str; 2] = ["step_start", "request_start"];
+/// Ends an open step without a sample (the request failed); its value is the token count the
+/// step was for, named as the OOM step if an allocation failed for lack of memory during it.
+const STEP_FAILED_LABEL: &str = "request_failed";
 /// Larger sizes (4 PiB) are corruption or garbage out-params, not memory: such events become
 /// anomalies. The cap also keeps every byte delta within i64.
 const MAX_PLAUSIBLE: u64 = 1 << 52;
@@ -1087,6 +1090,19 @@ impl<'a> Engine<'a> {
                 }
                 self.growth_open = Some((t, tokens));
                 self.open_growth();
+            }
+        } else if m.label == STEP_FAILED_LABEL {
+            if self.growth_start.take().is_some() {
+                let tokens = m.value;
+                for s in self.scopes.iter_mut().filter(|s| s.dev != HOST && s.dev != ALL) {
+                    if s.interval_failed {
+                        if let Some(o) = s.growth_oom.as_mut().filter(|o| o.awaiting_close) {
+                            o.step = Some(tokens);
+                            o.awaiting_close = false;
+                        }
+                    }
+                    s.interval_failed = false;
+                }
             }
         } else if STEP_START_LABELS.contains(&m.label.as_str()) {
             if let Some((t0, tok)) = self.growth_open.take() {

@@ -615,6 +615,39 @@ fn growth_from_sidecar_markers() {
 }
 
 #[test]
+fn a_failed_request_is_no_sample_but_names_its_oom_step() {
+    let dir = TempDir::new("failed-step");
+    let mut t = Tr::new(802);
+    let mut lines = Vec::new();
+    for (i, tokens) in [100u64, 200].into_iter().enumerate() {
+        lines.push(format!("{{\"t_ns\":{},\"label\":\"request_start\",\"value\":0}}", t.t + MS));
+        t.at(t.t + 2 * MS);
+        t.alloc(0x10_0000_0000 + i as u64 * 0x1000_0000, tokens * 4096, 0);
+        lines.push(format!("{{\"t_ns\":{},\"label\":\"prompt_tokens\",\"value\":{tokens}}}", t.t + MS));
+        t.at(t.t + 2 * MS);
+    }
+    // The third request runs out of memory; the client marks it failed with its target count.
+    lines.push(format!("{{\"t_ns\":{},\"label\":\"request_start\",\"value\":0}}", t.t + MS));
+    t.at(t.t + 2 * MS);
+    t.ev(MS, Api::MemAlloc, |e| {
+        e.size = 1 << 40;
+        e.result = 2;
+        e.free = 1 << 30;
+        e.total = 8 << 30;
+    });
+    lines.push(format!("{{\"t_ns\":{},\"label\":\"request_failed\",\"value\":800}}", t.t + MS));
+    t.at(t.t + 2 * MS);
+    t.end();
+    t.write(dir.path());
+    std::fs::write(dir.path().join("markers-sweep.jsonl"), lines.join("\n")).unwrap();
+    let r = analyze(&load_traces(&[dir.path().to_path_buf()]).unwrap(), &Options::default());
+    let g = &r.growth[0];
+    assert_eq!(g.points.iter().map(|p| p.tokens).collect::<Vec<_>>(), vec![100, 200], "the failed step is no point");
+    let o = g.oom.as_ref().expect("the OOM is tied to a step");
+    assert_eq!((o.step_tokens, o.last_completed_tokens), (Some(800), Some(200)));
+}
+
+#[test]
 fn leaks_by_call_site_exit_crash_and_teardown() {
     let dir = TempDir::new("leaks");
     let mut a = Tr::new(900);
