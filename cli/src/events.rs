@@ -64,7 +64,6 @@ impl Source<'_> {
 
     fn frames(&mut self, stack_id: u32, symbols: bool) -> Vec<String> {
         let Some(frames) = self.stacks.get(&stack_id) else { return vec![] };
-        let frames = frames.clone();
         if !symbols {
             return frames.iter().map(|&a| vramtrace_analyzer::symbolize::Frame::unresolved(a, &self.modules).to_string()).collect();
         }

@@ -271,8 +271,7 @@ unsafe fn after_lookup(r: u32, symbol: *const c_char, pfn: *mut *mut c_void) {
         return;
     }
     let p = unsafe { *pfn } as usize;
-    let sym = unsafe { CStr::from_ptr(symbol) };
-    if let Ok(q) = std::panic::catch_unwind(|| translate(p, sym)) {
+    if let Ok(q) = std::panic::catch_unwind(|| translate(p)) {
         unsafe { *pfn = q as *mut c_void };
     }
 }

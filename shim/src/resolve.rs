@@ -96,8 +96,7 @@ unsafe extern "C" fn dlsym_hook(handle: *mut c_void, name: *const c_char, caller
     if p.is_null() {
         return p;
     }
-    let name = unsafe { CStr::from_ptr(name) };
-    std::panic::catch_unwind(|| translate(p as usize, name) as *mut c_void).unwrap_or(p)
+    std::panic::catch_unwind(|| translate(p as usize) as *mut c_void).unwrap_or(p)
 }
 
 /// `RTLD_NEXT` on behalf of `caller`: the first definition in an object loaded after the caller's.
@@ -180,7 +179,7 @@ static mut IDENTITY: Identity = Identity { known: [(0, 0); 512], n: 0, objects: 
 
 /// Given a pointer a lookup for a `cu*` name returned, returns what the caller should get: our
 /// wrapper if the pointer is a function we record, else the pointer unchanged.
-pub fn translate(p: usize, _name: &CStr) -> usize {
+pub fn translate(p: usize) -> usize {
     if let Some(h) = crate::hooks::exported_hook(p) {
         // The lookup found our export (RTLD_DEFAULT, or RTLD_NEXT from an interposer before us).
         // Without us it would have found the driver's — or nothing, if libcuda is not in the
