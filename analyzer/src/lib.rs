@@ -18,7 +18,9 @@ pub mod report;
 pub mod symbolize;
 
 pub use attribute::{Attributor, Category, Rule, RuleSource, Rules};
-pub use load::{load_traces, ExtMarker, Loaded, OutputLine, TraceFile};
+pub use load::{load_traces, Loaded, TraceFile};
+pub use vramtrace_trace::side::{OutputLine, SideMarker};
+pub use vramtrace_trace::units::{fmt_bytes, parse_size};
 pub use report::*;
 pub use symbolize::{Frame, Symbolizer};
 
@@ -120,20 +122,4 @@ pub fn load(paths: &[PathBuf]) -> Result<Loaded, Error> {
 /// Replays the loaded traces through the memory model. Pure: no I/O.
 pub fn analyze(loaded: &Loaded, opts: &Options) -> Report {
     model::Engine::new(loaded, opts).run()
-}
-
-/// Human-readable bytes (binary units), for messages.
-pub fn fmt_bytes(b: u64) -> String {
-    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < U.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.2} {}", U[i])
-    }
 }

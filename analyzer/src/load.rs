@@ -7,10 +7,10 @@
 
 use crate::Error;
 use rayon::prelude::*;
-use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use vramtrace_trace::record::{RecordHeader, RecordKind, FILE_HEADER_LEN};
+use vramtrace_trace::side::{self, OutputLine, SideFile, SideMarker};
 use vramtrace_trace::{EventRec, Info, Marker, Module, Reader, Record, Tail};
 use zerocopy::FromBytes;
 
@@ -170,62 +170,17 @@ fn advise(data: &[u8], advice: i32, start: usize, len: usize) {
     }
 }
 
-/// One line of a runner's captured output (`output-<pid>.jsonl`).
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-pub struct OutputLine {
-    pub t_ns: u64,
-    #[serde(default)]
-    pub stream: String,
-    pub line: String,
-    /// The pid from the file name, when it has one.
-    #[serde(skip)]
-    pub pid: Option<u32>,
-}
-
-/// A marker from a sidecar file (`markers-*.jsonl`), same clock as the events.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-pub struct ExtMarker {
-    pub t_ns: u64,
-    pub label: String,
-    #[serde(default)]
-    pub value: i64,
-}
-
 /// Everything `analyze` needs, read from disk.
 pub struct Loaded {
     pub traces: Vec<TraceFile>,
     /// Runner output lines, sorted by time.
     pub output: Vec<OutputLine>,
     /// Sidecar markers, sorted by time.
-    pub markers: Vec<ExtMarker>,
+    pub markers: Vec<SideMarker>,
     pub warnings: Vec<String>,
     /// Symbolized frames for the addresses in the traces' stacks (filled by `load`, or by the
     /// caller through `Symbols::resolve_with`).
     pub symbols: crate::Symbols,
-}
-
-fn is_trace_name(name: &str) -> bool {
-    name.ends_with(".vtr")
-}
-
-fn pid_from_name(name: &str, prefix: &str, suffix: &str) -> Option<u32> {
-    name.strip_prefix(prefix)?.strip_suffix(suffix)?.parse().ok()
-}
-
-enum Side {
-    Output(PathBuf),
-    Markers(PathBuf),
-}
-
-fn side_kind(path: &Path) -> Option<Side> {
-    let name = path.file_name()?.to_str()?;
-    if name.starts_with("output-") && name.ends_with(".jsonl") {
-        Some(Side::Output(path.to_path_buf()))
-    } else if name.starts_with("markers-") && name.ends_with(".jsonl") {
-        Some(Side::Markers(path.to_path_buf()))
-    } else {
-        None
-    }
 }
 
 /// Reads traces without symbolizing (for tools that only need events).
@@ -236,7 +191,7 @@ pub fn load_traces(paths: &[PathBuf]) -> Result<Loaded, Error> {
     let mut warnings = Vec::new();
     // (path, whether failure of this one file is fatal)
     let mut traces: Vec<(PathBuf, bool)> = Vec::new();
-    let mut sides = Vec::new();
+    let mut sides: Vec<(SideFile, PathBuf)> = Vec::new();
     for p in paths {
         let meta = std::fs::metadata(p).map_err(|e| Error::Io(format!("{}: {e}", p.display())))?;
         if meta.is_dir() {
@@ -248,17 +203,17 @@ pub fn load_traces(paths: &[PathBuf]) -> Result<Loaded, Error> {
             let before = traces.len();
             for e in entries {
                 let name = e.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                if is_trace_name(name) && e.is_file() {
+                if side::is_trace_file_name(name) && e.is_file() {
                     traces.push((e.clone(), false));
-                } else if let Some(s) = side_kind(&e) {
-                    sides.push(s);
+                } else if let Some(kind) = SideFile::of_path(&e) {
+                    sides.push((kind, e));
                 }
             }
             if traces.len() == before {
                 return Err(Error::NoTrace(format!("{}: no *.vtr trace files in this directory", p.display())));
             }
-        } else if let Some(s) = side_kind(p) {
-            sides.push(s);
+        } else if let Some(kind) = SideFile::of_path(p) {
+            sides.push((kind, p.clone()));
         } else {
             traces.push((p.clone(), true));
         }
@@ -289,51 +244,25 @@ pub fn load_traces(paths: &[PathBuf]) -> Result<Loaded, Error> {
 
     let mut output = Vec::new();
     let mut markers = Vec::new();
-    for s in sides {
-        match s {
-            Side::Output(p) => {
-                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                let pid = pid_from_name(name, "output-", ".jsonl");
-                read_jsonl::<OutputLine>(&p, &mut warnings, |mut l| {
-                    l.pid = pid;
-                    output.push(l)
-                });
-            }
-            Side::Markers(p) => read_jsonl::<ExtMarker>(&p, &mut warnings, |m| markers.push(m)),
+    for (kind, p) in sides {
+        let warning = match kind {
+            SideFile::Output { .. } => side::read_output(&p).map(|l| {
+                output.extend(l.records.iter().cloned());
+                l.warning(&p)
+            }),
+            SideFile::Markers => side::read_markers(&p).map(|l| {
+                markers.extend(l.records.iter().cloned());
+                l.warning(&p)
+            }),
+        };
+        match warning {
+            Ok(w) => warnings.extend(w),
+            Err(e) => warnings.push(format!("{}: {e}", p.display())),
         }
     }
     output.sort_by_key(|l| l.t_ns);
     markers.sort_by_key(|m| m.t_ns);
     Ok(Loaded { traces: files, output, markers, warnings, symbols: crate::Symbols::default() })
-}
-
-fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path, warnings: &mut Vec<String>, mut f: impl FnMut(T)) {
-    let text = match std::fs::read(path) {
-        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
-        Err(e) => {
-            warnings.push(format!("{}: {e}", path.display()));
-            return;
-        }
-    };
-    let mut bad = 0usize;
-    let mut first_bad = 0usize;
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<T>(line) {
-            Ok(v) => f(v),
-            Err(_) => {
-                if bad == 0 {
-                    first_bad = i + 1;
-                }
-                bad += 1;
-            }
-        }
-    }
-    if bad > 0 {
-        warnings.push(format!("{}: {bad} unreadable line(s), first at line {first_bad}; skipped", path.display()));
-    }
 }
 
 /// Whether the model may account this event on `e.device` (see `TraceFile::devices`).
@@ -432,7 +361,7 @@ fn scan(path: &Path) -> Result<TraceFile, String> {
             if events == 0 && markers.is_empty() {
                 return Err(format!("{}: no process record and no events", path.display()));
             }
-            Info { pid: pid_from_name(name, "vramtrace-", ".vtr").unwrap_or(0), ..Info::default() }
+            Info { pid: side::pid_of_trace_file(name).unwrap_or(0), ..Info::default() }
         }
     };
     if first_ns == u64::MAX {

@@ -26,6 +26,7 @@ use crate::Options;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
+use vramtrace_trace::api::cu;
 use vramtrace_trace::{Api, ApiKind, EventRec};
 
 const NCAT: usize = Category::COUNT;
@@ -35,7 +36,6 @@ const HOST: i32 = i32::MIN;
 /// Scope key of the all-GPUs aggregate.
 const ALL: i32 = i32::MAX;
 const NONE: u32 = u32::MAX;
-const CUDA_ERROR_OUT_OF_MEMORY: u32 = 2;
 const MIB: u64 = 1 << 20;
 /// Allocation granularity assumed for the rounding-waste estimate (large-page size of current
 /// NVIDIA GPUs; small allocations are packed by the driver and assumed 512-byte aligned).
@@ -1794,7 +1794,7 @@ impl<'a> Engine<'a> {
         };
         let si = self.scope(dev);
         let s = &mut self.scopes[si];
-        if e.result == CUDA_ERROR_OUT_OF_MEMORY && !host {
+        if e.result == cu::ERROR_OUT_OF_MEMORY && !host {
             s.interval_failed = true;
             if s.growth_oom.is_none() {
                 s.growth_oom = Some(GrowthOomState {
@@ -1829,8 +1829,8 @@ impl<'a> Engine<'a> {
         let fw = self.procs[fi].cat[Category::FrameworkCache.index()];
         let need = e.size;
         let gib = |b: u64| crate::fmt_bytes(b);
-        let (verdict, reason) = if e.result != CUDA_ERROR_OUT_OF_MEMORY {
-            (Verdict::NotOutOfMemory, format!("{} failed with CUresult {}, not CUDA_ERROR_OUT_OF_MEMORY", api.name(), e.result))
+        let (verdict, reason) = if e.result != cu::ERROR_OUT_OF_MEMORY {
+            (Verdict::NotOutOfMemory, format!("{} failed with CUresult {}, not cu::ERROR_OUT_OF_MEMORY", api.name(), e.result))
         } else if host {
             (Verdict::Exhausted, format!("pinned host allocation of {} failed: host memory that can be pinned is exhausted", gib(need)))
         } else {

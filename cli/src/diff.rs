@@ -8,11 +8,11 @@
 //! Exit codes: 0; 1 when a gate limit is exceeded, with one line on stderr; 2 on any error
 //! (main.rs).
 
-use crate::report::{parse_size, spinner};
+use crate::report::spinner;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use vramtrace_analyzer::diff::{diff as compare, Amount, DiffOptions};
-use vramtrace_analyzer::{analyze, load, Category, Options, Report, Rules, SCHEMA_VERSION};
+use vramtrace_analyzer::{analyze, load, parse_size, Category, Options, Report, Rules, SCHEMA_VERSION};
 
 #[derive(clap::Args)]
 pub struct DiffArgs {

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use vramtrace_analyzer::{analyze, load, Options, Rules};
+use vramtrace_analyzer::{analyze, load, parse_size, Options, Rules};
 
 #[derive(clap::Args)]
 pub struct ReportArgs {
@@ -21,22 +21,6 @@ pub struct ReportArgs {
     /// Device capacity to assume instead of the driver's reported total (e.g. 24GiB).
     #[arg(long, value_parser = parse_size)]
     pub vram: Option<u64>,
-}
-
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let num: f64 = num.parse().map_err(|_| format!("{s:?} is not a size (examples: 24GiB, 80G, 1073741824)"))?;
-    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "k" | "kb" | "kib" => 1024.0,
-        "m" | "mb" | "mib" => 1024.0 * 1024.0,
-        "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
-        "t" | "tb" | "tib" => 1024.0f64.powi(4),
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use B, KiB, MiB, GiB, TiB)")),
-    };
-    Ok((num * mult) as u64)
 }
 
 fn options(rules: Option<&Path>, vram: Option<u64>) -> Result<Options, String> {

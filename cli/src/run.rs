@@ -6,6 +6,8 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
+use vramtrace_trace::clock::monotonic_ns;
+use vramtrace_trace::side::{self, OutputLine};
 
 #[derive(clap::Args)]
 pub struct RunArgs {
@@ -38,12 +40,6 @@ pub fn find_shim(explicit: Option<&Path>) -> Result<PathBuf, String> {
         }
     }
     Err(format!("libvramtrace.so not found next to {} (build it with `cargo build`, or pass --shim PATH)", exe.display()))
-}
-
-pub fn mono_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 pub fn prepare_out(out: Option<PathBuf>) -> Result<PathBuf, String> {
@@ -83,7 +79,7 @@ pub fn spawn_with(cmd: &[String], shim: &Path, out: &Path, stack_depth: Option<u
         c.env("VRAMTRACE_STACK_DEPTH", d.to_string());
     }
     let mut child = c.spawn().map_err(|e| format!("cannot start {}: {e}", cmd[0]))?;
-    let log = out.join(format!("output-{}.jsonl", child.id()));
+    let log = out.join(side::output_file_name(child.id()));
     let log = std::fs::File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
     let log = std::sync::Arc::new(std::sync::Mutex::new(std::io::BufWriter::new(log)));
     let mut tees = Vec::new();
@@ -113,9 +109,9 @@ fn tee<R: Read + Send + 'static, W: Write + Send + 'static>(
         let mut passthrough = true;
         let flush_line = |line: &mut Vec<u8>| {
             let text = String::from_utf8_lossy(line);
-            let rec = serde_json::json!({"t_ns": mono_ns(), "stream": stream, "line": text.trim_end_matches(['\n', '\r'])});
+            let rec = OutputLine { t_ns: monotonic_ns(), stream: stream.into(), line: text.trim_end_matches(['\n', '\r']).into(), pid: None };
             if let Ok(mut l) = log.lock() {
-                let _ = writeln!(l, "{rec}");
+                let _ = l.write_all(side::to_jsonl(&rec).as_bytes());
             }
             line.clear();
         };

@@ -16,7 +16,7 @@
 //! out-of-memory failure inside it: then the step is closed with its token count, which makes the
 //! analyzer leave it out of the fit *and* name it as the step the OOM happened in.
 
-use crate::run::{find_shim, mono_ns, prepare_out, spawn_with, Traced};
+use crate::run::{find_shim, prepare_out, spawn_with, Traced};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 use std::io::{IsTerminal, Write};
@@ -25,6 +25,9 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use vramtrace_analyzer::{analyze, fmt_bytes, load, Options, Report};
+use vramtrace_trace::api::cu;
+use vramtrace_trace::clock::monotonic_ns as mono_ns;
+use vramtrace_trace::side::{self, SideMarker};
 
 #[derive(clap::Args)]
 pub struct SweepArgs {
@@ -47,7 +50,7 @@ pub struct SweepArgs {
     #[arg(long, value_enum, default_value_t = Spacing::Geometric)]
     pub spacing: Spacing,
     /// Device capacity to predict the maximum context for, instead of the driver's total (e.g. 24GiB).
-    #[arg(long, value_parser = crate::report::parse_size)]
+    #[arg(long, value_parser = vramtrace_analyzer::parse_size)]
     pub vram: Option<u64>,
     /// Directory for traces, server output, markers and reports (created if missing).
     #[arg(long, short)]
@@ -279,7 +282,7 @@ struct Markers {
 
 impl Markers {
     fn create(out: &Path) -> Result<Markers, String> {
-        let path = out.join("markers-sweep.jsonl");
+        let path = out.join(side::markers_file_name("sweep"));
         let file = std::fs::File::create(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
         Ok(Markers { file, path })
     }
@@ -287,7 +290,7 @@ impl Markers {
     /// One line per write, so a reader never sees half a marker.
     fn mark(&mut self, label: &str, value: u64) -> Result<u64, String> {
         let t = mono_ns();
-        let line = format!("{}\n", json!({"t_ns": t, "label": label, "value": value}));
+        let line = side::to_jsonl(&SideMarker { t_ns: t, label: label.into(), value: value as i64 });
         self.file.write_all(line.as_bytes()).map_err(|e| format!("{}: {e}", self.path.display()))?;
         Ok(t)
     }
@@ -296,9 +299,8 @@ impl Markers {
 /// Whether some traced process in `out` had a device allocation fail with out-of-memory between
 /// `t0` and `t1` (the shim has written every event by the time its call returned).
 fn oom_in_trace(out: &Path, t0: u64, t1: u64) -> bool {
-    const CUDA_ERROR_OUT_OF_MEMORY: u32 = 2;
     let Ok(l) = vramtrace_analyzer::load_traces(&[out.to_path_buf()]) else { return false };
-    l.traces.iter().any(|t| t.events().any(|e| e.result == CUDA_ERROR_OUT_OF_MEMORY && e.device >= 0 && (t0..=t1).contains(&{ e.t_ns })))
+    l.traces.iter().any(|t| t.events().any(|e| e.result == cu::ERROR_OUT_OF_MEMORY && e.device >= 0 && (t0..=t1).contains(&{ e.t_ns })))
 }
 
 // ---- the server -----------------------------------------------------------------------------
@@ -309,9 +311,8 @@ fn server_tail(out: &Path, pid: u32, n: usize, shown: bool) -> String {
     if shown {
         return String::new();
     }
-    let Ok(text) = std::fs::read_to_string(out.join(format!("output-{pid}.jsonl"))) else { return String::new() };
-    let lines: Vec<String> =
-        text.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter_map(|v| v["line"].as_str().map(str::to_string)).collect();
+    let Ok(read) = side::read_output(&out.join(side::output_file_name(pid))) else { return String::new() };
+    let lines: Vec<String> = read.records.into_iter().map(|l| l.line).collect();
     if lines.is_empty() {
         return String::new();
     }

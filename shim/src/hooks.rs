@@ -14,8 +14,7 @@ use cudarc::driver::sys::{
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
 use vramtrace_trace::{Api, EventRec};
 
-const CUDA_SUCCESS: u32 = 0;
-const CUDA_ERROR_NOT_INITIALIZED: u32 = 3;
+use vramtrace_trace::api::cu::{ERROR_NOT_INITIALIZED as CUDA_ERROR_NOT_INITIALIZED, SUCCESS as CUDA_SUCCESS};
 const CU_MEM_LOCATION_TYPE_DEVICE: u32 = 1;
 
 /// Reads an out-parameter the driver filled, tolerating NULL.

@@ -211,7 +211,7 @@ impl Writer {
         // O_EXCL never overwrites (and refuses to follow a symlink at the final component); a
         // taken name (pid reuse, or the image before an exec in this same process) gets a suffix.
         for n in 0..100 {
-            let name = if n == 0 { format!("{dir}/vramtrace-{pid}.vtr") } else { format!("{dir}/vramtrace-{pid}.{n}.vtr") };
+            let name = format!("{dir}/{}", vramtrace_trace::side::trace_file_name(pid, n));
             let path = CString::new(name.clone()).map_err(|_| "bad VRAMTRACE_DIR".to_string())?;
             let fd = unsafe {
                 libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC, 0o600)

@@ -21,17 +21,7 @@ pub struct LinkMap {
 
 pub const RTLD_DL_LINKMAP: c_int = 2;
 
-pub fn now_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-pub fn realtime_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
+pub use vramtrace_trace::clock::{monotonic_ns as now_ns, realtime_ns};
 
 thread_local! {
     // `const` thread-locals without destructors compile to plain TLS slots: no allocation, no

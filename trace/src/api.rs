@@ -164,22 +164,40 @@ impl Api {
     }
 }
 
+/// The CUresult codes vramtrace itself acts on (the driver's values; `cuda.h`). Results stay plain
+/// `u32` everywhere: a newer driver may return codes no enum of ours knows.
+pub mod cu {
+    pub const SUCCESS: u32 = 0;
+    pub const ERROR_INVALID_VALUE: u32 = 1;
+    pub const ERROR_OUT_OF_MEMORY: u32 = 2;
+    pub const ERROR_NOT_INITIALIZED: u32 = 3;
+    pub const ERROR_DEINITIALIZED: u32 = 4;
+    pub const ERROR_NO_DEVICE: u32 = 100;
+    pub const ERROR_INVALID_DEVICE: u32 = 101;
+    pub const ERROR_INVALID_CONTEXT: u32 = 201;
+    pub const ERROR_INVALID_HANDLE: u32 = 400;
+    pub const ERROR_NOT_FOUND: u32 = 500;
+    pub const ERROR_ILLEGAL_ADDRESS: u32 = 700;
+    pub const ERROR_NOT_SUPPORTED: u32 = 801;
+    pub const ERROR_UNKNOWN: u32 = 999;
+}
+
 /// The name of a CUresult code the driver's memory calls return, if it is a common one.
 pub fn result_name(code: u32) -> Option<&'static str> {
     Some(match code {
-        0 => "CUDA_SUCCESS",
-        1 => "CUDA_ERROR_INVALID_VALUE",
-        2 => "CUDA_ERROR_OUT_OF_MEMORY",
-        3 => "CUDA_ERROR_NOT_INITIALIZED",
-        4 => "CUDA_ERROR_DEINITIALIZED",
-        100 => "CUDA_ERROR_NO_DEVICE",
-        101 => "CUDA_ERROR_INVALID_DEVICE",
-        201 => "CUDA_ERROR_INVALID_CONTEXT",
-        400 => "CUDA_ERROR_INVALID_HANDLE",
-        500 => "CUDA_ERROR_NOT_FOUND",
-        700 => "CUDA_ERROR_ILLEGAL_ADDRESS",
-        801 => "CUDA_ERROR_NOT_SUPPORTED",
-        999 => "CUDA_ERROR_UNKNOWN",
+        cu::SUCCESS => "CUDA_SUCCESS",
+        cu::ERROR_INVALID_VALUE => "CUDA_ERROR_INVALID_VALUE",
+        cu::ERROR_OUT_OF_MEMORY => "CUDA_ERROR_OUT_OF_MEMORY",
+        cu::ERROR_NOT_INITIALIZED => "CUDA_ERROR_NOT_INITIALIZED",
+        cu::ERROR_DEINITIALIZED => "CUDA_ERROR_DEINITIALIZED",
+        cu::ERROR_NO_DEVICE => "CUDA_ERROR_NO_DEVICE",
+        cu::ERROR_INVALID_DEVICE => "CUDA_ERROR_INVALID_DEVICE",
+        cu::ERROR_INVALID_CONTEXT => "CUDA_ERROR_INVALID_CONTEXT",
+        cu::ERROR_INVALID_HANDLE => "CUDA_ERROR_INVALID_HANDLE",
+        cu::ERROR_NOT_FOUND => "CUDA_ERROR_NOT_FOUND",
+        cu::ERROR_ILLEGAL_ADDRESS => "CUDA_ERROR_ILLEGAL_ADDRESS",
+        cu::ERROR_NOT_SUPPORTED => "CUDA_ERROR_NOT_SUPPORTED",
+        cu::ERROR_UNKNOWN => "CUDA_ERROR_UNKNOWN",
         _ => return None,
     })
 }

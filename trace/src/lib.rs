@@ -1,13 +1,20 @@
 //! The vramtrace trace format (`.vtr`), shared by the shim (writer) and the analyzer (reader).
 //!
+//! Besides the format itself, this bottom crate owns the contracts every other crate shares: the
+//! clock ([`clock`]), the recorded functions and CUresult codes ([`api`]), the run directory's
+//! file names and side files ([`side`]), and byte sizes as typed and printed ([`units`]).
+//!
 //! A file is a 16-byte header followed by self-delimiting, 8-byte-aligned records (process info,
 //! modules, deduplicated stacks, events, markers, end). The layout is fixed `#[repr(C)]` structs
 //! (zerocopy) rather than a serialization framework: the shim writes a record with one copy and no
 //! allocation, and the bytes on disk are exactly what `docs/trace-format.md` describes.
 
 pub mod api;
+pub mod clock;
 pub mod reader;
 pub mod record;
+pub mod side;
+pub mod units;
 pub mod writer;
 
 pub use api::{result_name, Api, ApiKind, Fields};

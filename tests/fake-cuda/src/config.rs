@@ -1,4 +1,6 @@
-//! Environment configuration, read once per process.
+//! Environment configuration, read once per process. Sizes use vramtrace's one size parser.
+
+use vramtrace_trace::units::parse_size;
 
 /// Bytes per GiB, the unit most defaults are written in.
 const GIB: u64 = 1 << 30;
@@ -34,7 +36,7 @@ impl Config {
         let get = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         let mut c = d;
         if let Some(v) = get("FAKE_CUDA_CAPACITY") {
-            match parse_bytes(&v) {
+            match parse_size(&v).ok() {
                 Some(n) if n > 0 => c.capacity = n,
                 _ => warn("FAKE_CUDA_CAPACITY", &v, &d.capacity.to_string()),
             }
@@ -46,7 +48,7 @@ impl Config {
             }
         }
         if let Some(v) = get("FAKE_CUDA_RUNTIME_BYTES") {
-            match parse_bytes(&v) {
+            match parse_size(&v).ok() {
                 Some(n) => c.runtime_bytes = n,
                 None => warn("FAKE_CUDA_RUNTIME_BYTES", &v, &d.runtime_bytes.to_string()),
             }
@@ -57,22 +59,4 @@ impl Config {
 
 fn warn(name: &str, value: &str, default: &str) {
     eprintln!("fake libcuda: ignoring {name}={value:?} (not a valid value), using {default}");
-}
-
-/// Parses `123`, `64K`, `512M`, `24G`, `1T`, `64KiB`, `512MiB`, `24GiB`, `1TiB` (binary units,
-/// case-insensitive, optional trailing `B`/`b` on plain numbers: `4096B`).
-pub fn parse_bytes(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    let shift = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kib" => 10,
-        "m" | "mib" => 20,
-        "g" | "gib" => 30,
-        "t" | "tib" => 40,
-        _ => return None,
-    };
-    n.checked_mul(1u64 << shift)
 }

@@ -13,7 +13,7 @@ use cudarc::driver::sys::{
 use CUdriverProcAddressQueryResult::*;
 use CUresult::*;
 
-use crate::config::{parse_bytes, Config};
+use crate::config::Config;
 use crate::exports::*;
 use crate::procaddr::{cuGetProcAddress, cuGetProcAddress_v2, lookup, Miss, PROCS};
 use crate::state::{self, GRANULARITY};
@@ -118,21 +118,6 @@ fn rw_access(dev: i32) -> CUmemAccessDesc {
 }
 
 // ---- configuration --------------------------------------------------------------------------
-
-#[test]
-fn byte_sizes_parse_with_binary_suffixes() {
-    assert_eq!(parse_bytes("4096"), Some(4096));
-    assert_eq!(parse_bytes("64K"), Some(64 << 10));
-    assert_eq!(parse_bytes("64KiB"), Some(64 << 10));
-    assert_eq!(parse_bytes("512M"), Some(512 * MIB));
-    assert_eq!(parse_bytes("512mib"), Some(512 * MIB));
-    assert_eq!(parse_bytes(" 24GiB "), Some(24 * GIB));
-    assert_eq!(parse_bytes("2G"), Some(2 * GIB));
-    assert_eq!(parse_bytes("1TiB"), Some(1 << 40));
-    for bad in ["", "G", "1.5G", "-1", "12X", "1GB", "99999999999999999999T"] {
-        assert_eq!(parse_bytes(bad), None, "{bad:?}");
-    }
-}
 
 // ---- cuGetProcAddress -----------------------------------------------------------------------
 

@@ -37,7 +37,7 @@ const MIB: u64 = 1 << 20;
 const POOL_VA_SIZE: u64 = 32 << 30;
 /// CUDA 12.9, the toolkit version ggml asks for its VMM functions at.
 const CUDA_VERSION: c_int = 12090;
-const OUT_OF_MEMORY: u32 = 2;
+use vramtrace_trace::api::cu::ERROR_OUT_OF_MEMORY as OUT_OF_MEMORY;
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum OnOom {
@@ -57,16 +57,16 @@ struct Args {
     #[arg(long, default_value = "mock-model")]
     model: String,
     /// Scratch-pool bytes per prompt token (suffixes K/M/G or KiB/MiB/GiB).
-    #[arg(long, value_parser = parse_size, default_value = "32KiB")]
+    #[arg(long, value_parser = vramtrace_trace::units::parse_size, default_value = "32KiB")]
     bytes_per_token: u64,
     /// Weights, one cuMemAlloc_v2.
-    #[arg(long, value_parser = parse_size, default_value = "1GiB")]
+    #[arg(long, value_parser = vramtrace_trace::units::parse_size, default_value = "1GiB")]
     weights: u64,
     /// KV cache, one cuMemAlloc_v2.
-    #[arg(long, value_parser = parse_size, default_value = "256MiB")]
+    #[arg(long, value_parser = vramtrace_trace::units::parse_size, default_value = "256MiB")]
     kv: u64,
     /// Compute buffer, one cuMemAlloc_v2.
-    #[arg(long, value_parser = parse_size, default_value = "64MiB")]
+    #[arg(long, value_parser = vramtrace_trace::units::parse_size, default_value = "64MiB")]
     compute: u64,
     /// What a pool growth that runs out of memory does.
     #[arg(long, value_enum, default_value_t = OnOom::Error)]
@@ -89,21 +89,6 @@ struct Args {
     /// Model loading takes this long at least (/health answers 503 meanwhile).
     #[arg(long, default_value_t = 0)]
     load_ms: u64,
-}
-
-fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let n: u64 = t[..split].parse().map_err(|_| format!("{s:?} is not a size"))?;
-    let shift = match &t[split..] {
-        "" | "B" => 0,
-        "K" | "KiB" => 10,
-        "M" | "MiB" => 20,
-        "G" | "GiB" => 30,
-        "T" | "TiB" => 40,
-        u => return Err(format!("{s:?}: unknown unit {u:?}")),
-    };
-    n.checked_shl(shift).filter(|v| v >> shift == n).ok_or_else(|| format!("{s:?} is too large"))
 }
 
 fn mib(b: u64) -> f64 {
