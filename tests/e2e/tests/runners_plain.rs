@@ -100,7 +100,9 @@ fn cudart_replay_resolves_through_procaddr() {
     // asks for (VMM, cuCtxDestroy, cuMemAllocHost, cuCtxCreate_v3/_v4, …).
     assert_eq!(lookups, 419 + 12);
     assert_eq!(cs[0].api, "cuGetProcAddress_v2");
-    assert_eq!(cs[0].result, 500, "the probe");
+    // cudart's "" probe: found nothing, which cuGetProcAddress_v2 answers with CUDA_SUCCESS
+    // (the reason is in symbolStatus, which the runner checks), as NVIDIA's driver does.
+    assert_eq!(cs[0].result, 0, "the probe");
     let ok = ok_names(&cs);
     for name in [
         "cuMemAlloc_v2",
@@ -154,7 +156,7 @@ fn llama_shaped_vmm_pool_grows_by_granules() {
         let cs = calls(&so);
         assert_eq!(
             (cs[0].api.as_str(), cs[0].result),
-            ("cuGetProcAddress_v2", 500),
+            ("cuGetProcAddress_v2", 0),
             "probe"
         );
         assert!(

@@ -23,8 +23,6 @@ use cudarc::driver::sys::{
 use crate::errors;
 use crate::state::{self, Location, INVALID_VALUE, R};
 
-/// The driver version this fake claims (CUDA 12.9).
-pub const DRIVER_VERSION: c_int = 12090;
 const DEVICE_NAME: &[u8] = b"Fake CUDA Device";
 
 /// Runs one entry point's body. A panic (a bug in this fake) becomes CUDA_ERROR_UNKNOWN instead of
@@ -89,7 +87,8 @@ pub unsafe extern "C" fn cuInit(Flags: c_uint) -> CUresult {
 pub unsafe extern "C" fn cuDriverGetVersion(driverVersion: *mut c_int) -> CUresult {
     guard("cuDriverGetVersion", || {
         let o = out(driverVersion)?;
-        unsafe { o.write(DRIVER_VERSION) };
+        let v = state::with(|s| Ok(s.cfg.driver_version))?;
+        unsafe { o.write(v) };
         Ok(())
     })
 }
@@ -622,6 +621,14 @@ pub unsafe extern "C" fn cuStreamDestroy(hStream: CUstream) -> CUresult {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cuStreamSynchronize(hStream: CUstream) -> CUresult {
     guard("cuStreamSynchronize", || {
+        state::with(|s| s.stream_synchronize(hStream as usize as u64))
+    })
+}
+
+/// The per-thread-default-stream flavour (what `flags = 2` lookups get): nothing is ever pending.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cuStreamSynchronize_ptsz(hStream: CUstream) -> CUresult {
+    guard("cuStreamSynchronize_ptsz", || {
         state::with(|s| s.stream_synchronize(hStream as usize as u64))
     })
 }

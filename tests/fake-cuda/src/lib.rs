@@ -19,7 +19,10 @@
 //! Configuration (read once per process, from the environment):
 //! `FAKE_CUDA_CAPACITY` (bytes per device; `K`/`M`/`G`/`T` or `KiB`/`MiB`/`GiB`/`TiB` suffixes;
 //! default 24 GiB), `FAKE_CUDA_DEVICES` (1..=8, default 1), `FAKE_CUDA_RUNTIME_BYTES` (default
-//! 256 MiB). Unparseable values are reported on stderr and replaced by the default.
+//! 256 MiB), `FAKE_CUDA_DRIVER_VERSION` (the driver API version it claims, 2000..=12090, default
+//! 12090: what `cuDriverGetVersion` says and which variants `cuGetProcAddress` knows, so that it
+//! can stand in for an older driver, such as the one its lookups are compared with). Unparseable
+//! values are reported on stderr and replaced by the default.
 //!
 //! Behaviour worth knowing when reading traces made against it:
 //! - Every call except `cuInit`, `cuDriverGetVersion`, `cuGetErrorName/String` and

@@ -31,6 +31,7 @@ fn fresh(capacity: u64, runtime: u64) -> MutexGuard<'static, ()> {
         capacity,
         devices: 2,
         runtime_bytes: runtime,
+        ..Config::default()
     });
     g
 }
@@ -216,16 +217,29 @@ fn procaddr_flags_select_ptsz_only_where_it_exists() {
         assert_eq!(proc(name, 11020, 2).1, ptsz, "{name:?} per-thread");
         assert_eq!(proc(name, 12090, 3).1, ptsz, "{name:?} per-thread bit");
     }
+    // cuStreamSynchronize_ptsz is CUDA 7.0: per-thread before it is too new for the caller.
+    assert_eq!(
+        proc(c"cuStreamSynchronize", 7000, 2).1,
+        cuStreamSynchronize_ptsz as *mut c_void
+    );
+    assert_eq!(
+        proc(c"cuStreamSynchronize", 6050, 2),
+        (
+            CUDA_SUCCESS,
+            null_mut(),
+            CU_GET_PROC_ADDRESS_VERSION_NOT_SUFFICIENT
+        )
+    );
     // No _ptsz variant: the flag changes nothing.
     assert_eq!(proc(c"cuMemAlloc", 12000, 2).1, addr(cuMemAlloc_v2));
     assert_eq!(
-        proc(c"cuStreamSynchronize", 7000, 2).1,
-        cuStreamSynchronize as *mut c_void
+        proc(c"cuStreamCreate", 7000, 2).1,
+        cuStreamCreate as *mut c_void
     );
 }
 
 #[test]
-fn procaddr_misses_report_status_and_clear_pfn() {
+fn procaddr_misses_succeed_with_the_reason_in_the_status() {
     let _g = fresh(GIB, 0);
     let cases: &[(&CStr, i32, CUdriverProcAddressQueryResult)] = &[
         (c"", 0, CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND),
@@ -270,28 +284,129 @@ fn procaddr_misses_report_status_and_clear_pfn() {
         (c"cuMemAlloc", 0, CU_GET_PROC_ADDRESS_VERSION_NOT_SUFFICIENT),
         (
             c"cuMemAlloc",
-            -1,
+            1999,
             CU_GET_PROC_ADDRESS_VERSION_NOT_SUFFICIENT,
         ),
     ];
     for &(name, ver, want) in cases {
+        // cuGetProcAddress_v2: not an error; NULL and the reason.
         let (r, pfn, st) = proc(name, ver, 0);
-        assert_eq!(r, CUDA_ERROR_NOT_FOUND, "{name:?}@{ver}");
-        assert_eq!(r as u32, 500);
+        assert_eq!(r, CUDA_SUCCESS, "{name:?}@{ver}");
         assert_eq!(st, want, "{name:?}@{ver}");
         assert!(pfn.is_null(), "{name:?}@{ver}");
+        // cuGetProcAddress: CUDA_ERROR_NOT_FOUND, *pfn left as it was.
+        let mut pfn = std::ptr::dangling_mut::<c_void>();
+        let r = unsafe { cuGetProcAddress(name.as_ptr(), &mut pfn, ver, 0) };
+        assert_eq!(
+            (r, pfn),
+            (CUDA_ERROR_NOT_FOUND, std::ptr::dangling_mut()),
+            "v1 {name:?}@{ver}"
+        );
+        assert_eq!(r as u32, 500);
     }
 }
 
 #[test]
-fn procaddr_status_may_be_null_and_v1_behaves_the_same() {
+fn procaddr_negative_versions_ask_for_the_newest() {
+    let _g = fresh(GIB, 0);
+    for ver in [-1, i32::MIN, i32::MAX] {
+        let (r, pfn, st) = proc(c"cuCtxCreate", ver, 0);
+        assert_eq!(
+            (r, st, pfn),
+            (
+                CUDA_SUCCESS,
+                CU_GET_PROC_ADDRESS_SUCCESS,
+                cuCtxCreate_v4 as *mut c_void
+            ),
+            "@{ver}"
+        );
+    }
+}
+
+#[test]
+fn procaddr_unknown_flag_bits_are_invalid_and_write_nothing() {
+    let _g = fresh(GIB, 0);
+    for flags in [4, 8, 0x100, 1 << 63, u64::MAX] {
+        for name in [c"cuMemAlloc", c"cuNoSuchFunction", c""] {
+            let mut pfn = std::ptr::dangling_mut::<c_void>();
+            let mut st = CU_GET_PROC_ADDRESS_VERSION_NOT_SUFFICIENT;
+            let r = unsafe { cuGetProcAddress_v2(name.as_ptr(), &mut pfn, 12000, flags, &mut st) };
+            assert_eq!(r, CUDA_ERROR_INVALID_VALUE, "{name:?} flags {flags:#x}");
+            assert_eq!(
+                (pfn, st),
+                (
+                    std::ptr::dangling_mut(),
+                    CU_GET_PROC_ADDRESS_VERSION_NOT_SUFFICIENT
+                )
+            );
+            let r = unsafe { cuGetProcAddress(name.as_ptr(), &mut pfn, 12000, flags) };
+            assert_eq!(
+                (r, pfn),
+                (CUDA_ERROR_INVALID_VALUE, std::ptr::dangling_mut()),
+                "v1 {name:?} flags {flags:#x}"
+            );
+        }
+    }
+    // Both stream bits together: the per-thread one wins.
+    assert_eq!(
+        proc(c"cuMemFreeAsync", 11020, 3).1,
+        cuMemFreeAsync_ptsz as *mut c_void
+    );
+}
+
+#[test]
+fn an_older_driver_has_only_its_own_variants() {
+    let _g = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+    state::reset(Config {
+        driver_version: 12020,
+        ..Config::default()
+    });
+    let mut v = 0;
+    assert_eq!(unsafe { cuDriverGetVersion(&mut v) }, CUDA_SUCCESS);
+    assert_eq!(v, 12020);
+    // cuCtxCreate_v4 is CUDA 12.5: a 12.2 driver answers a 12.9 caller with _v3.
+    for ver in [12050, 12090, -1] {
+        assert_eq!(
+            proc(c"cuCtxCreate", ver, 0),
+            (
+                CUDA_SUCCESS,
+                cuCtxCreate_v3 as *mut c_void,
+                CU_GET_PROC_ADDRESS_SUCCESS
+            )
+        );
+    }
+    assert_eq!(proc(c"cuMemAlloc", 12090, 0).1, addr(cuMemAlloc_v2));
+    // A base name whose every variant is newer than the driver is unknown to it.
+    state::reset(Config {
+        driver_version: 11020,
+        ..Config::default()
+    });
+    assert_eq!(
+        proc(c"cuGetProcAddress", 12000, 0),
+        (
+            CUDA_SUCCESS,
+            null_mut(),
+            CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND
+        )
+    );
+    assert_eq!(
+        proc(c"cuMemAllocAsync", 11020, 2).1,
+        cuMemAllocAsync_ptsz as *mut c_void
+    );
+    state::reset(Config::default());
+    assert_eq!(unsafe { cuDriverGetVersion(&mut v) }, CUDA_SUCCESS);
+    assert_eq!(v, 12090);
+}
+
+#[test]
+fn procaddr_status_may_be_null() {
     let _g = fresh(GIB, 0);
     let mut pfn = null_mut();
     unsafe {
         let r = cuGetProcAddress_v2(c"cuMemFree".as_ptr(), &mut pfn, 3020, 0, null_mut());
         assert_eq!((r, pfn), (CUDA_SUCCESS, cuMemFree_v2 as *mut c_void));
         let r = cuGetProcAddress_v2(c"nope".as_ptr(), &mut pfn, 3020, 0, null_mut());
-        assert_eq!((r, pfn), (CUDA_ERROR_NOT_FOUND, null_mut()));
+        assert_eq!((r, pfn), (CUDA_SUCCESS, null_mut()));
         let r = cuGetProcAddress(c"cuMemFree".as_ptr(), &mut pfn, 2000, 0);
         assert_eq!((r, pfn), (CUDA_SUCCESS, cuMemFree as *mut c_void));
         let r = cuGetProcAddress(c"cuMemAllocAsync".as_ptr(), &mut pfn, 11020, 2);
@@ -299,6 +414,7 @@ fn procaddr_status_may_be_null_and_v1_behaves_the_same() {
             (r, pfn),
             (CUDA_SUCCESS, cuMemAllocAsync_ptsz as *mut c_void)
         );
+        // NULL symbol or pfn: the real driver crashes; the fake says no.
         assert_eq!(
             cuGetProcAddress(null(), &mut pfn, 12000, 0),
             CUDA_ERROR_INVALID_VALUE
