@@ -2,13 +2,15 @@
 //! the C runner programs once per test run (under a file lock, so parallel test processes share
 //! one build), then runs programs under the shim and reads back their traces.
 //!
-//! Nothing here needs a GPU: the driver is `tests/fake-cuda`.
+//! Nothing here needs a GPU: the driver is `tests/fake-cuda`, or NVIDIA's driver library without a
+//! GPU where `tests/nvidia/fetch.sh` has fetched it ([`real_driver`]).
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
-use vramtrace_trace::{EventRec, Info, Marker, Record, Tail};
+use std::sync::{Once, OnceLock};
+use vramtrace_trace::{Api, EventRec, Info, Marker, Record, Tail};
 
 pub struct Env {
     pub profile_dir: PathBuf,
@@ -224,6 +226,56 @@ pub fn calls(stdout: &str) -> Vec<Call> {
             c
         })
         .collect()
+}
+
+/// The program's `CALL` lines for recorded functions, checked against the recorded `events` one by
+/// one: one event per call, same function, same order, the result the program saw, and the
+/// size, pointer and handle it printed (where the function records them and they are non-zero).
+pub fn assert_events_match_calls(stdout: &str, events: &[EventRec]) -> Vec<Call> {
+    let seen: Vec<Call> = calls(stdout).into_iter().filter(|c| Api::from_name(&c.api).is_some()).collect();
+    let name = |e: &EventRec| Api::from_id(e.api).unwrap().name();
+    assert_eq!(
+        seen.len(),
+        events.len(),
+        "one event per call\nprogram saw: {:?}\nrecorded: {:?}",
+        seen.iter().map(|c| &c.api).collect::<Vec<_>>(),
+        events.iter().map(name).collect::<Vec<_>>()
+    );
+    for (c, e) in seen.iter().zip(events) {
+        let f = Api::from_id(e.api).unwrap().fields();
+        assert_eq!(name(e), c.api, "same function, same order");
+        assert_eq!(e.result, c.result, "{}: result", c.api);
+        for (has, rec, saw, what) in [(f.size, e.size, c.size, "size"), (f.ptr, e.ptr, c.ptr, "ptr"), (f.handle, e.handle, c.handle, "handle")] {
+            if has && saw != 0 {
+                assert_eq!(rec, saw, "{}: {what}", c.api);
+            }
+        }
+    }
+    seen
+}
+
+/// The directory where `tests/nvidia/fetch.sh` put NVIDIA's `libcuda.so.1` and `libcudart.so.12`
+/// (target/nvidia/lib), or None when they are not there. `.ci/run` sets
+/// `VRAMTRACE_REAL_DRIVER=required` after a successful fetch, and then their absence fails the
+/// test; after a failed fetch it sets `unavailable` (the fetch has said so in one line). Unset,
+/// the test passes without them and one line on stderr, once per test binary, says so.
+pub fn real_driver() -> Option<PathBuf> {
+    let lib = profile_dir().parent().expect("target dir").join("nvidia/lib");
+    let have = ["libcuda.so.1", "libcudart.so.12"].iter().all(|f| lib.join(f).exists());
+    match std::env::var("VRAMTRACE_REAL_DRIVER").as_deref() {
+        _ if have => Some(lib),
+        Ok("required") => panic!("VRAMTRACE_REAL_DRIVER=required, but {} lacks libcuda.so.1 or libcudart.so.12", lib.display()),
+        Ok("unavailable") => None,
+        _ => {
+            static SAID: Once = Once::new();
+            // Straight to stderr: the test harness captures eprintln! of passing tests.
+            SAID.call_once(|| {
+                let line = format!("\nreal-driver tier: NOT RUN: {} has no NVIDIA driver library (tests/nvidia/fetch.sh fetches it)\n", lib.display());
+                let _ = std::io::stderr().write_all(line.as_bytes());
+            });
+            None
+        }
+    }
 }
 
 /// A runner's stdout with addresses blanked: the fake driver hands out addresses inside a region
