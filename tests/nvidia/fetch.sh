@@ -12,8 +12,8 @@
 # Idempotent: when DEST already holds both, it does nothing (no network). Prints ONE line, what
 # it fetched or found, or why it failed; exits 0, or 1 on failure. Details go to DEST/fetch.log.
 set -uo pipefail
-cd "$(dirname "$0")/../.."
-dest="${1:-${CARGO_TARGET_DIR:-target}/nvidia}"
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+dest="${1:-${CARGO_TARGET_DIR:-$root/target}/nvidia}"
 mkdir -p "$dest" || { echo "real-driver tier: NOT RUN: cannot create $dest"; exit 1; }
 dest="$(cd "$dest" && pwd)"
 log="$dest/fetch.log"
@@ -64,8 +64,9 @@ cuda_version="$(dpkg-deb -f "$deb" Version)"
 
 # --- cudart 12.9 from the nvidia-cuda-runtime-cu12 wheel ----------------------------------------
 echo "== pip download $wheel_spec" >>"$log"
-PIP_DISABLE_PIP_VERSION_CHECK=1 python3 -m pip download -q --no-deps --only-binary=:all: --retries 2 --timeout 20 \
-    -d "$work/whl" "$wheel_spec" >>"$log" 2>&1 || fail "pip download $wheel_spec failed"
+PIP_DISABLE_PIP_VERSION_CHECK=1 python3 -m pip download -q --no-deps --only-binary=:all: \
+    --retries 2 --timeout 20 -d "$work/whl" "$wheel_spec" >>"$log" 2>&1 ||
+  fail "pip download $wheel_spec failed"
 whl="$(ls "$work/whl"/*.whl 2>/dev/null | head -1)"
 [ -n "$whl" ] || fail "pip download $wheel_spec left no wheel"
 python3 - "$whl" "$work/lib" >>"$log" 2>&1 <<'PY' || fail "no libcudart.so.12 in $(basename "$whl")"
@@ -77,9 +78,11 @@ with zipfile.ZipFile(sys.argv[1]) as z:
 PY
 cudart_version="$(basename "$whl" | cut -d- -f2)"
 
-# --- install into DEST atomically ----------------------------------------------------------------
+# --- install into DEST (VERSIONS last: it says the files are complete) ---------------------------
 printf 'libcuda1 %s\nnvidia-cuda-runtime-cu12 %s\n' "$cuda_version" "$cudart_version" >"$work/VERSIONS"
 rm -rf "$dest/lib" "$dest/VERSIONS"
-mv "$work/lib" "$dest/lib" && mv "$work/VERSIONS" "$dest/VERSIONS" || fail "cannot move the files into $dest"
-size=$(( ($(stat -c %s "$deb") + $(stat -c %s "$whl")) / 1024 ))
-echo "real-driver tier: fetched libcuda1 $cuda_version + nvidia-cuda-runtime-cu12 $cudart_version (${size} KiB downloaded) into $dest/lib in $((SECONDS - start)) s"
+mv "$work/lib" "$dest/lib" && mv "$work/VERSIONS" "$dest/VERSIONS" ||
+  fail "cannot move the files into $dest"
+kib=$(( ($(stat -c %s "$deb") + $(stat -c %s "$whl")) / 1024 ))
+echo "real-driver tier: fetched libcuda1 $cuda_version + nvidia-cuda-runtime-cu12" \
+  "$cudart_version (${kib} KiB downloaded) into $dest/lib in $((SECONDS - start)) s"
