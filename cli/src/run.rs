@@ -14,7 +14,8 @@ pub struct RunArgs {
     /// Directory for the traces and the captured output (created if missing).
     #[arg(long, short)]
     pub out: Option<PathBuf>,
-    /// The shim library; default: libvramtrace.so next to this executable.
+    /// The shim library (default: $VRAMTRACE_SHIM, a libvramtrace.so beside this executable,
+    /// else the copy built into vramtrace).
     #[arg(long)]
     pub shim: Option<PathBuf>,
     /// Call-stack depth recorded per event (0 = no stacks).
@@ -26,20 +27,6 @@ pub struct RunArgs {
     /// The program and its arguments.
     #[arg(last = true, required = true)]
     pub cmd: Vec<String>,
-}
-
-pub fn find_shim(explicit: Option<&Path>) -> Result<PathBuf, String> {
-    if let Some(p) = explicit {
-        return if p.is_file() { Ok(p.canonicalize().unwrap_or(p.into())) } else { Err(format!("--shim {}: no such file", p.display())) };
-    }
-    let exe = std::env::current_exe().map_err(|e| format!("cannot locate vramtrace itself: {e}"))?;
-    let dir = exe.parent().unwrap_or(Path::new("."));
-    for cand in [dir.join("libvramtrace.so"), dir.join("../lib/libvramtrace.so"), dir.join("../lib/vramtrace/libvramtrace.so")] {
-        if cand.is_file() {
-            return Ok(cand.canonicalize().unwrap_or(cand));
-        }
-    }
-    Err(format!("libvramtrace.so not found next to {} (build it with `cargo build`, or pass --shim PATH)", exe.display()))
 }
 
 pub fn prepare_out(out: Option<PathBuf>) -> Result<PathBuf, String> {
@@ -153,7 +140,7 @@ impl Traced {
 }
 
 pub fn run(args: RunArgs) -> Result<ExitCode, String> {
-    let shim = find_shim(args.shim.as_deref())?;
+    let shim = crate::shim::find(args.shim.as_deref())?;
     let out = prepare_out(args.out)?;
     let traced = spawn(&args.cmd, &shim, &out, args.stack_depth)?;
     // Ctrl-C goes to the whole foreground group: let the program handle it, and stay alive to

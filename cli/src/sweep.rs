@@ -16,7 +16,7 @@
 //! out-of-memory failure inside it: then the step is closed with its token count, which makes the
 //! analyzer leave it out of the fit *and* name it as the step the OOM happened in.
 
-use crate::run::{find_shim, prepare_out, spawn_with, Traced};
+use crate::run::{prepare_out, spawn_with, Traced};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 use std::io::{IsTerminal, Write};
@@ -62,7 +62,8 @@ pub struct SweepArgs {
     /// (default 600), else just a check that it is up (default 10).
     #[arg(long)]
     pub startup_timeout: Option<u64>,
-    /// The shim library; default: libvramtrace.so next to this executable.
+    /// The shim library (default: $VRAMTRACE_SHIM, a libvramtrace.so beside this executable,
+    /// else the copy built into vramtrace).
     #[arg(long)]
     pub shim: Option<PathBuf>,
     /// Call-stack depth recorded per event (0 = no stacks).
@@ -663,7 +664,7 @@ pub fn sweep(args: SweepArgs) -> Result<ExitCode, String> {
     unsafe { libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t) };
 
     let mut server = if with_server {
-        let shim = find_shim(args.shim.as_deref())?;
+        let shim = crate::shim::find(args.shim.as_deref())?;
         // A server already answering there would be measured instead of the one started here
         // (which would then fail to bind its port).
         if let Ok((code, _)) = Client::new(&base, Duration::from_secs(2)).get("/v1/models") {

@@ -288,3 +288,21 @@ pub const LLAMA_SMALL: &[(&str, &str)] = &[
     ("FAKE_CUDA_CAPACITY", "8GiB"),
     ("FAKE_CUDA_RUNTIME_BYTES", "268435456"),
 ];
+
+/// A test tier that needs a download (maturin from PyPI, NVIDIA's driver library) could not get
+/// it: says so in one line on stderr and in `target/skipped-tiers.txt`, which `.ci/run` prints
+/// after the tests, so a skipped tier is never silent. With `VRAMTRACE_REQUIRE_TIERS` naming the
+/// tier (or `all`), it fails instead.
+pub fn download_tier_failed(tier: &str, reason: &str) {
+    let line = format!("vramtrace tests: the {tier} tier did not run: {reason}");
+    let required = std::env::var("VRAMTRACE_REQUIRE_TIERS").unwrap_or_default();
+    if required.split(',').any(|t| t.trim() == tier || t.trim() == "all") {
+        panic!("{line} (required by VRAMTRACE_REQUIRE_TIERS)");
+    }
+    eprintln!("{line}");
+    let file = env().profile_dir.parent().expect("target dir").join("skipped-tiers.txt");
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(file) {
+        use std::io::Write;
+        let _ = writeln!(f, "{line}");
+    }
+}
