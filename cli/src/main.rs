@@ -6,6 +6,7 @@ mod diff;
 mod events;
 mod report;
 mod run;
+mod shim;
 mod sweep;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +30,8 @@ enum Cmd {
     Sweep(sweep::SweepArgs),
     /// Compare two runs: what grew, what shrank, new and vanished call sites; a CI gate.
     Diff(diff::DiffArgs),
+    /// Print the path of the shim library to preload by hand: `LD_PRELOAD=$(vramtrace shim) prog`.
+    Shim,
     /// Print every recorded event, one per line.
     Events {
         /// Trace files (.vtr) or directories of them.
@@ -50,6 +53,10 @@ fn main() -> ExitCode {
         Cmd::Report(args) => report::report(args),
         Cmd::Sweep(args) => sweep::sweep(args),
         Cmd::Diff(args) => diff::diff(args),
+        Cmd::Shim => shim::find(None).map(|p| {
+            println!("{}", p.display());
+            ExitCode::SUCCESS
+        }),
         Cmd::Events { paths, json, no_symbols } => events::events(&paths, json, !no_symbols),
     };
     match r {

@@ -14,11 +14,12 @@ pub struct RunArgs {
     /// Directory for the traces and the captured output (created if missing).
     #[arg(long, short)]
     pub out: Option<PathBuf>,
-    /// The shim library; default: libvramtrace.so next to this executable.
+    /// The shim library (default: $VRAMTRACE_SHIM, a libvramtrace.so beside this executable,
+    /// else the copy built into vramtrace).
     #[arg(long)]
     pub shim: Option<PathBuf>,
-    /// Call-stack depth recorded per event (0 = no stacks).
-    #[arg(long)]
+    /// Call-stack depth recorded per event (0 = no stacks, at most 128).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=vramtrace_trace::record::MAX_STACK_DEPTH as i64))]
     pub stack_depth: Option<u32>,
     /// Do not print the summary at the end.
     #[arg(long)]
@@ -28,30 +29,51 @@ pub struct RunArgs {
     pub cmd: Vec<String>,
 }
 
-pub fn find_shim(explicit: Option<&Path>) -> Result<PathBuf, String> {
-    if let Some(p) = explicit {
-        return if p.is_file() { Ok(p.canonicalize().unwrap_or(p.into())) } else { Err(format!("--shim {}: no such file", p.display())) };
-    }
-    let exe = std::env::current_exe().map_err(|e| format!("cannot locate vramtrace itself: {e}"))?;
-    let dir = exe.parent().unwrap_or(Path::new("."));
-    for cand in [dir.join("libvramtrace.so"), dir.join("../lib/libvramtrace.so"), dir.join("../lib/vramtrace/libvramtrace.so")] {
-        if cand.is_file() {
-            return Ok(cand.canonicalize().unwrap_or(cand));
-        }
-    }
-    Err(format!("libvramtrace.so not found next to {} (build it with `cargo build`, or pass --shim PATH)", exe.display()))
+/// The directory a run or a sweep writes to.
+pub struct OutDir {
+    pub path: PathBuf,
+    /// Made by us (not given with --out): removed again if nothing was written into it.
+    created: bool,
 }
 
-pub fn prepare_out(out: Option<PathBuf>) -> Result<PathBuf, String> {
-    let out = out.unwrap_or_else(|| {
+impl OutDir {
+    /// `--out DIR` (created if missing), else a new `vramtrace-<kind>-<unix seconds>[-N]` in the
+    /// working directory: never one that already exists, so two runs started in the same second
+    /// never share (and mix) their traces.
+    pub fn prepare(out: Option<PathBuf>, kind: &str) -> Result<OutDir, String> {
+        let (path, created) = match out {
+            Some(p) => {
+                std::fs::create_dir_all(&p).map_err(|e| format!("cannot create output directory {}: {e}", p.display()))?;
+                (p, false)
+            }
+            None => (Self::fresh(kind)?, true),
+        };
+        let probe = path.join(".vramtrace-write-test");
+        std::fs::write(&probe, b"").map_err(|e| format!("output directory {} is not writable: {e}", path.display()))?;
+        let _ = std::fs::remove_file(probe);
+        Ok(OutDir { path: path.canonicalize().unwrap_or(path), created })
+    }
+
+    fn fresh(kind: &str) -> Result<PathBuf, String> {
         let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        PathBuf::from(format!("vramtrace-run-{t}"))
-    });
-    std::fs::create_dir_all(&out).map_err(|e| format!("cannot create output directory {}: {e}", out.display()))?;
-    let probe = out.join(".vramtrace-write-test");
-    std::fs::write(&probe, b"").map_err(|e| format!("output directory {} is not writable: {e}", out.display()))?;
-    let _ = std::fs::remove_file(probe);
-    Ok(out.canonicalize().unwrap_or(out))
+        let base = format!("vramtrace-{kind}-{t}");
+        for n in 0..1000 {
+            let p = PathBuf::from(if n == 0 { base.clone() } else { format!("{base}-{n}") });
+            match std::fs::create_dir(&p) {
+                Ok(()) => return Ok(p),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(format!("cannot create output directory {}: {e}", p.display())),
+            }
+        }
+        Err(format!("cannot create an output directory {base}-N: all names are taken"))
+    }
+
+    /// After a failed start: a directory we made and nothing wrote into goes away again.
+    pub fn discard_if_empty(&self) {
+        if self.created && std::fs::read_dir(&self.path).is_ok_and(|mut d| d.next().is_none()) {
+            let _ = std::fs::remove_dir(&self.path);
+        }
+    }
 }
 
 /// A running child with the shim preloaded and its output being teed.
@@ -153,15 +175,25 @@ impl Traced {
 }
 
 pub fn run(args: RunArgs) -> Result<ExitCode, String> {
-    let shim = find_shim(args.shim.as_deref())?;
-    let out = prepare_out(args.out)?;
-    let traced = spawn(&args.cmd, &shim, &out, args.stack_depth)?;
+    let shim = crate::shim::find(args.shim.as_deref())?;
+    let out = OutDir::prepare(args.out, "run")?;
+    let traced = spawn(&args.cmd, &shim, &out.path, args.stack_depth).inspect_err(|_| out.discard_if_empty())?;
     // Ctrl-C goes to the whole foreground group: let the program handle it, and stay alive to
     // report on whatever it recorded.
+    // SAFETY: SIG_IGN is a valid disposition and installing it has no preconditions.
     unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
     let code = traced.wait()?;
+    let out = out.path;
     let files = crate::trace_files(std::slice::from_ref(&out)).unwrap_or_default();
-    eprintln!("vramtrace: {} trace file(s) in {}", files.len(), out.display());
+    if files.is_empty() {
+        eprintln!(
+            "vramtrace: no CUDA driver call was recorded (output in {}): the program made no memory call the shim records, \
+             found no CUDA driver (libcuda.so.1), or was not preloaded (a static or setuid program)",
+            out.display()
+        );
+    } else {
+        eprintln!("vramtrace: {} trace file(s) in {}", files.len(), out.display());
+    }
     if !args.quiet && !files.is_empty() {
         match crate::report::summary(std::slice::from_ref(&out)) {
             Ok(s) => eprintln!("{s}"),

@@ -16,7 +16,7 @@
 //! out-of-memory failure inside it: then the step is closed with its token count, which makes the
 //! analyzer leave it out of the fit *and* name it as the step the OOM happened in.
 
-use crate::run::{find_shim, prepare_out, spawn_with, Traced};
+use crate::run::{spawn_with, OutDir, Traced};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 use std::io::{IsTerminal, Write};
@@ -62,11 +62,12 @@ pub struct SweepArgs {
     /// (default 600), else just a check that it is up (default 10).
     #[arg(long)]
     pub startup_timeout: Option<u64>,
-    /// The shim library; default: libvramtrace.so next to this executable.
+    /// The shim library (default: $VRAMTRACE_SHIM, a libvramtrace.so beside this executable,
+    /// else the copy built into vramtrace).
     #[arg(long)]
     pub shim: Option<PathBuf>,
-    /// Call-stack depth recorded per event (0 = no stacks).
-    #[arg(long)]
+    /// Call-stack depth recorded per event (0 = no stacks, at most 128).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=vramtrace_trace::record::MAX_STACK_DEPTH as i64))]
     pub stack_depth: Option<u32>,
     /// Show the server's output even while the progress bar is on the terminal.
     #[arg(long)]
@@ -649,10 +650,8 @@ pub fn sweep(args: SweepArgs) -> Result<ExitCode, String> {
         return Err("--timeout must be at least 1 second".into());
     }
     let plan = targets(args.from, args.to, args.steps, args.spacing);
-    let out = prepare_out(Some(args.out.clone().unwrap_or_else(|| {
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        PathBuf::from(format!("vramtrace-sweep-{t}"))
-    })))?;
+    let out_dir = OutDir::prepare(args.out.clone(), "sweep")?;
+    let out = out_dir.path.clone();
     let with_server = !args.cmd.is_empty();
     if with_server && crate::trace_files(std::slice::from_ref(&out)).is_ok_and(|f| !f.is_empty()) {
         return Err(format!("{} already holds traces from an earlier run; choose an empty --out", out.display()));
@@ -663,15 +662,18 @@ pub fn sweep(args: SweepArgs) -> Result<ExitCode, String> {
     unsafe { libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t) };
 
     let mut server = if with_server {
-        let shim = find_shim(args.shim.as_deref())?;
-        // A server already answering there would be measured instead of the one started here
-        // (which would then fail to bind its port).
-        if let Ok((code, _)) = Client::new(&base, Duration::from_secs(2)).get("/v1/models") {
-            return Err(format!("something already answers at {base} (HTTP {code}); stop it or give the server another port"));
-        }
-        // The server's output would tear the progress bar apart: it goes to output-<pid>.jsonl
-        // only, unless asked for or unless there is no bar.
-        let s = spawn_with(&args.cmd, &shim, &out, args.stack_depth, args.server_output || !interactive)?;
+        let start = || -> Result<Traced, String> {
+            let shim = crate::shim::find(args.shim.as_deref())?;
+            // A server already answering there would be measured instead of the one started
+            // here (which would then fail to bind its port).
+            if let Ok((code, _)) = Client::new(&base, Duration::from_secs(2)).get("/v1/models") {
+                return Err(format!("something already answers at {base} (HTTP {code}); stop it or give the server another port"));
+            }
+            // The server's output would tear the progress bar apart: it goes to
+            // output-<pid>.jsonl only, unless asked for or unless there is no bar.
+            spawn_with(&args.cmd, &shim, &out, args.stack_depth, args.server_output || !interactive)
+        };
+        let s = start().inspect_err(|_| out_dir.discard_if_empty())?;
         say(&bar, format!("vramtrace: started {} (pid {}) under the shim; traces in {}", args.cmd[0], s.child.id(), out.display()));
         Some(s)
     } else {

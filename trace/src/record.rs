@@ -106,6 +106,9 @@ pub struct ModuleRec {
     // followed by one string: the path
 }
 
+/// Most frames a stack may record (`VRAMTRACE_STACK_DEPTH`, `--stack-depth`).
+pub const MAX_STACK_DEPTH: u32 = 128;
+
 /// A deduplicated call stack.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
 #[repr(C)]

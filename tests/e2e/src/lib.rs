@@ -340,3 +340,16 @@ pub const LLAMA_SMALL: &[(&str, &str)] = &[
     ("FAKE_CUDA_CAPACITY", "8GiB"),
     ("FAKE_CUDA_RUNTIME_BYTES", "268435456"),
 ];
+
+/// A test tier that needs a download (maturin from PyPI for the wheel) could not get it: one
+/// line straight to stderr (the test harness hides `eprintln!` of passing tests), so a tier that
+/// did not run is never silent. With `VRAMTRACE_REQUIRE_TIERS` naming the tier (or `all`), the
+/// test fails instead.
+pub fn download_tier_failed(tier: &str, reason: &str) {
+    let line = format!("\n{tier} tier: NOT RUN: {reason}\n");
+    let required = std::env::var("VRAMTRACE_REQUIRE_TIERS").unwrap_or_default();
+    if required.split(',').any(|t| t.trim() == tier || t.trim() == "all") {
+        panic!("{} (required by VRAMTRACE_REQUIRE_TIERS)", line.trim());
+    }
+    let _ = std::io::stderr().write_all(line.as_bytes());
+}

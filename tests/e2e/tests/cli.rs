@@ -14,7 +14,7 @@ fn run_returns_the_exit_code_and_passes_output_through() {
     assert_eq!(out.stdout, b"out\x01 no newline", "stdout byte for byte");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.starts_with("err\n"), "{stderr}");
-    assert!(stderr.contains("vramtrace: 0 trace file(s)"), "a non-CUDA program leaves no trace: {stderr}");
+    assert!(stderr.contains("vramtrace: no CUDA driver call was recorded"), "a non-CUDA program leaves no trace, and is told why: {stderr}");
     // The timestamped copy the analyzer reads.
     let log = std::fs::read_dir(dir.path()).unwrap().filter_map(|e| e.ok()).find(|e| e.file_name().to_string_lossy().starts_with("output-")).expect("output-<pid>.jsonl");
     let lines: Vec<serde_json::Value> =
@@ -36,6 +36,33 @@ fn run_reports_a_missing_program_and_a_missing_shim_in_one_line() {
     let out = vt(&["run", "--out", "/proc/forbidden", "--", "true"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("vramtrace: cannot create output directory"));
+}
+
+#[test]
+fn runs_without_out_never_share_a_directory_and_failed_starts_leave_none() {
+    let cwd = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| Command::new(&env().vramtrace).current_dir(cwd.path()).args(args).env("LD_LIBRARY_PATH", &env().fake_dir).output().unwrap();
+    // Started within the same second: two directories, one run each.
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| run(&["run", "--quiet", "--", runner("linked").to_str().unwrap()]));
+        let b = s.spawn(|| run(&["run", "--quiet", "--", runner("linked").to_str().unwrap()]));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert!(a.status.success() && b.status.success());
+    let dirs: Vec<_> = std::fs::read_dir(cwd.path()).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(dirs.len(), 2, "{dirs:?}");
+    for d in &dirs {
+        assert!(d.file_name().unwrap().to_string_lossy().starts_with("vramtrace-run-"));
+        assert_eq!(read_traces(d).len(), 1, "one process's trace per run directory");
+    }
+    // A program that cannot start leaves no empty directory behind.
+    let out = run(&["run", "--", "/no/such/program"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(std::fs::read_dir(cwd.path()).unwrap().count(), 2);
+    // Out-of-range stack depths are refused, not clamped silently.
+    let out = run(&["run", "--stack-depth", "1000", "--", "true"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1000"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
