@@ -30,14 +30,7 @@
 extern "C" {
 #include "cuda_min.h"
 }
-
-#if defined(__clang__)
-#define FRAME __attribute__((noinline, used))
-#else
-#define FRAME __attribute__((noipa, used))
-#endif
-// Keeps the caller's frame on the stack: nothing may be a tail call.
-#define KEEP_FRAME() __asm__ __volatile__("" ::: "memory")
+#include "frames.h"
 
 namespace {
 constexpr int kTags = 16;

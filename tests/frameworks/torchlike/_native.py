@@ -18,6 +18,7 @@ _SOURCES = (
     os.path.join(_ROOT, "build.sh"),
     os.path.join(_ROOT, "native", "CUDACachingAllocator.cpp"),
     os.path.join(_ROOT, "..", "runners", "cuda_min.h"),
+    os.path.join(_ROOT, "..", "runners", "frames.h"),
 )
 LIB_NAME = "libc10_cuda.so"
 
