@@ -38,20 +38,21 @@ class Module:
             module = module._modules[item]
         return module
 
-    def named_buffers(self, prefix=""):
-        for name, b in self._buffers.items():
-            yield prefix + name, b
-        for name, m in self._modules.items():
-            yield from m.named_buffers(prefix + name + ".")
 
     def children(self):
         return iter(self._modules.values())
 
-    def named_parameters(self, prefix=""):
-        for name, p in self._parameters.items():
-            yield prefix + name, p
+    def _named_members(self, table, prefix=""):
+        for name, member in getattr(self, table).items():
+            yield prefix + name, member
         for name, m in self._modules.items():
-            yield from m.named_parameters(prefix + name + ".")
+            yield from m._named_members(table, prefix + name + ".")
+
+    def named_parameters(self, prefix=""):
+        return self._named_members("_parameters", prefix)
+
+    def named_buffers(self, prefix=""):
+        return self._named_members("_buffers", prefix)
 
     def parameters(self):
         return (p for _, p in self.named_parameters())
