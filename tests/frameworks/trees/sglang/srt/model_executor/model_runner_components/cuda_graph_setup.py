@@ -23,12 +23,12 @@ def capture_prefill_graph(*, model_runner, eager_runner, force_for_draft_worker=
 def capture_decode_graph(*, model_runner):
     tic = time.perf_counter()
     before_mem = get_available_gpu_memory(model_runner.device, model_runner.gpu_id)
-    logger.info(f"Capture decode cuda graph begin. backend=full, num_tokens_per_req=1, avail mem={before_mem:.2f} GB")
+    logger.info(f"Capture target decode CUDA graph begin. backend=full, num_tokens_per_req=1, avail mem={before_mem:.2f} GB")
     runner = DecodeCudaGraphRunner(model_runner)
     after_mem = get_available_gpu_memory(model_runner.device, model_runner.gpu_id)
     mem_usage = before_mem - after_mem
     logger.info(
-        f"Capture decode cuda graph end. bs={runner.capture_bs}, elapsed={0:.2f} s, "
+        f"Capture target decode CUDA graph end. bs={runner.capture_bs}, elapsed={0:.2f} s, "
         f"mem usage={mem_usage:.2f} GB, avail mem={after_mem:.2f} GB."
     )
     return GraphCapture(runner, "decode", mem_usage, time.perf_counter() - tic)
