@@ -21,15 +21,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "frames.h"
 #include "sequence.h"
-
-#if defined(__clang__)
-#define FRAME __attribute__((noinline, used))
-#else
-#define FRAME __attribute__((noipa, used))
-#endif
-/* Keeps the caller's frame on the stack: nothing may be a tail call. */
-#define KEEP_FRAME() __asm__ __volatile__("" ::: "memory")
 
 #define GGML_CUDA_FILE "/llama.cpp/ggml/src/ggml-cuda/ggml-cuda.cu"
 

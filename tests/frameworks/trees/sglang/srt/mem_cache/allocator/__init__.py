@@ -1,0 +1,1 @@
+from sglang.srt.mem_cache.allocator.token import TokenToKVPoolAllocator

@@ -1,0 +1,2 @@
+from .modules import LazyLinear, Linear, Module, ModuleList
+from .parameter import Parameter, UninitializedParameter
