@@ -2,8 +2,9 @@
 //! byte to a category with the rule that decided it, and explains peaks, OOMs and growth.
 //!
 //! Three steps, so the model stays pure and testable:
-//! 1. [`load`] (I/O): map and scan the trace files in parallel, read side files (runner output,
-//!    sidecar markers), and symbolize the recorded stacks ([`Symbols`]).
+//! 1. [`load()`] (I/O): map and scan the trace files in parallel, read side files (runner output,
+//!    sidecar markers), and symbolize the recorded stacks ([`Symbols`]). [`Loaded::stream`]
+//!    merges every trace's events and every marker into one time-ordered stream.
 //! 2. [`analyze`] (pure): merge the per-process event streams by time and replay them through
 //!    the memory model (`model.rs`); nothing there touches the file system.
 //! 3. The [`Report`] (serde) is what `vramtrace report --json` writes (docs/report-schema.md).
@@ -15,6 +16,7 @@ pub mod load;
 pub mod logs;
 mod model;
 pub mod report;
+pub mod stream;
 pub mod symbolize;
 
 pub use attribute::{Attributor, Category, Rule, RuleSource, Rules};
@@ -22,6 +24,7 @@ pub use load::{load_traces, Loaded, TraceFile};
 pub use vramtrace_trace::side::{OutputLine, SideMarker};
 pub use vramtrace_trace::units::{fmt_bytes, parse_size};
 pub use report::*;
+pub use stream::{EventStream, StreamItem};
 pub use symbolize::{Frame, Symbolizer};
 
 use std::collections::HashMap;
