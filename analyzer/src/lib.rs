@@ -7,7 +7,8 @@
 //!    merges every trace's events and every marker into one time-ordered stream.
 //! 2. [`analyze`] (pure): merge the per-process event streams by time and replay them through
 //!    the memory model (`model.rs`); nothing there touches the file system.
-//! 3. The [`Report`] (serde) is what `vramtrace report --json` writes (docs/report-schema.md).
+//! 3. The [`Report`] (serde) is what `vramtrace report --json` writes (docs/report-schema.md)
+//!    and [`Report::from_json`] reads back.
 
 pub mod attribute;
 pub mod diff;
@@ -16,6 +17,7 @@ pub mod load;
 pub mod logs;
 mod model;
 pub mod report;
+mod report_io;
 pub mod stream;
 pub mod symbolize;
 
@@ -39,6 +41,9 @@ pub enum Error {
     NoTrace(String),
     #[error("rules file: {0}")]
     Rules(String),
+    /// A report.json that cannot be read back ([`Report::from_json`]).
+    #[error("{0}")]
+    Report(String),
 }
 
 /// Analysis options.
