@@ -1,4 +1,4 @@
-//! Analyzer benchmark (issue 4, "Performance"): writes a synthetic trace of N events with the
+//! Analyzer benchmark: writes a synthetic trace of N events with the
 //! trace crate's writer, then times `load` + `analyze` and prints throughput and peak memory.
 //!
 //! `cargo run --release -p vramtrace-analyzer --example bench -- 10000000 [DIR]`

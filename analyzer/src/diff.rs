@@ -1,4 +1,4 @@
-//! `vramtrace diff`: what changed between two runs (issue 7). Pure: two [`Report`]s in, one
+//! `vramtrace diff`: what changed between two runs. Pure: two [`Report`]s in, one
 //! [`Diff`] out (serde; docs/diff-schema.md), no I/O.
 //!
 //! - **Call sites are matched by `Site::key`** (function names of the stack), never by address:

@@ -1,4 +1,4 @@
-//! Growth per token (issue 6): least-squares line through (tokens, bytes) samples, its fit
+//! Growth per token: least-squares line through (tokens, bytes) samples, its fit
 //! quality, and the context length at which the fitted total reaches the device's capacity.
 
 use crate::report::Fit;

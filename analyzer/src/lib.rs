@@ -1,27 +1,32 @@
 //! vramtrace analyzer: reads `.vtr` traces, rebuilds device memory over time, attributes every
 //! byte to a category with the rule that decided it, and explains peaks, OOMs and growth.
 //!
-//! Three steps, so the model stays pure and testable:
-//! 1. [`load`] (I/O): map and scan the trace files in parallel, read side files (runner output,
+//! The data flows one way, so the model stays pure and testable:
+//! 1. [`load()`] (I/O): map and scan the trace files in parallel, read side files (runner output,
 //!    sidecar markers), and symbolize the recorded stacks ([`Symbols`]).
-//! 2. [`analyze`] (pure): merge the per-process event streams by time and replay them through
-//!    the memory model (`model.rs`); nothing there touches the file system.
-//! 3. The [`Report`] (serde) is what `vramtrace report --json` writes (docs/report-schema.md).
+//! 2. [`stream`]: every trace's events and every marker merged into one time-ordered stream
+//!    ([`Loaded::stream`]), the same for the model and for `vramtrace events`.
+//! 3. [`analyze`] (pure): replay the stream through the memory model (`model`), which asks
+//!    [`attribute`] what each allocation is; nothing there touches the file system.
+//! 4. The [`Report`] (serde) is what `vramtrace report --json` writes (docs/report-schema.md)
+//!    and [`Report::from_json`] reads back.
 
 pub mod attribute;
 pub mod diff;
 pub mod growth;
 pub mod load;
-pub mod logs;
 mod model;
 pub mod report;
+mod report_io;
+pub mod stream;
 pub mod symbolize;
 
-pub use attribute::{Attributor, Category, Rule, RuleSource, Rules};
+pub use attribute::{logs, Attributor, Category, Rule, RuleSource, Rules};
 pub use load::{load_traces, Loaded, TraceFile};
 pub use vramtrace_trace::side::{OutputLine, SideMarker};
 pub use vramtrace_trace::units::{fmt_bytes, parse_size};
 pub use report::*;
+pub use stream::{EventStream, StreamItem};
 pub use symbolize::{Frame, Symbolizer};
 
 use std::collections::HashMap;
@@ -36,7 +41,12 @@ pub enum Error {
     NoTrace(String),
     #[error("rules file: {0}")]
     Rules(String),
+    /// A report.json that cannot be read back ([`Report::from_json`]).
+    #[error("{0}")]
+    Report(String),
 }
+
+const MIB: u64 = 1 << 20;
 
 /// Analysis options.
 #[derive(Clone, Debug)]

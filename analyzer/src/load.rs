@@ -1,14 +1,16 @@
 //! Loading traces: files and directories, memory-mapped, scanned in parallel.
 //!
 //! The scan keeps what is small (process info, modules, stacks, markers, counts, time range)
-//! and *not* the events: those stay in the mapping and are streamed again by `analyze`, so
-//! memory does not grow with the number of events (DESIGN.md §6, "stream"). Damage in a file is
-//! a warning; what came before it is kept.
+//! and *not* the events: those stay in the mapping and are streamed again (`stream`), so
+//! memory does not grow with the number of events. Damage in a file is a warning; what came
+//! before it is kept.
 
+use crate::symbolize::Frame;
 use crate::Error;
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use vramtrace_trace::api::cu;
 use vramtrace_trace::record::{RecordHeader, RecordKind, FILE_HEADER_LEN};
 use vramtrace_trace::side::{self, OutputLine, SideFile, SideMarker};
 use vramtrace_trace::{EventRec, Info, Marker, Module, Reader, Record, Tail};
@@ -181,6 +183,23 @@ pub struct Loaded {
     /// Symbolized frames for the addresses in the traces' stacks (filled by `load`, or by the
     /// caller through `Symbols::resolve_with`).
     pub symbols: crate::Symbols,
+}
+
+impl Loaded {
+    /// The frames of stack `stack_id` of trace `file`, innermost first: symbolized where
+    /// [`Loaded::symbols`] resolved the address, else module+offset from the trace's module
+    /// records. Empty for stack 0 (none recorded) and for an id the trace never defined.
+    pub fn frames(&self, file: usize, stack_id: u32) -> Vec<Frame> {
+        let Some(tf) = self.traces.get(file) else { return Vec::new() };
+        let Some(addrs) = tf.stacks.get(&stack_id) else { return Vec::new() };
+        addrs.iter().map(|&a| self.symbols.frame(file, a).cloned().unwrap_or_else(|| Frame::unresolved(a, &tf.modules))).collect()
+    }
+
+    /// Whether a driver call on a GPU failed with out-of-memory at a time in `t0..=t1`, in any
+    /// of the traces (how a load generator tells an out-of-memory failure from other errors).
+    pub fn device_oom_between(&self, t0: u64, t1: u64) -> bool {
+        self.traces.iter().any(|t| t.events().any(|e| e.result == cu::ERROR_OUT_OF_MEMORY && e.device >= 0 && (t0..=t1).contains(&{ e.t_ns })))
+    }
 }
 
 /// Reads traces without symbolizing (for tools that only need events).

@@ -2,7 +2,7 @@
 //!
 //! The shim records raw return addresses plus the module map (path, load bias, address range,
 //! build-id) of the traced process; names are resolved here, after the fact, so the hot path in
-//! the traced program never touches symbol tables. Lookup order for a module, per DESIGN.md §4:
+//! the traced program never touches symbol tables. Lookup order for a module:
 //! `.symtab` (keeps `static` functions such as `ggml_cuda_device_malloc`), then DWARF (file:line
 //! and inlined frames, and a name when there is no `.symtab`), then `.dynsym` (stripped release
 //! builds), and `module+offset` as the last resort. A file whose build-id differs from the

@@ -12,7 +12,7 @@ use crate::report::spinner;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use vramtrace_analyzer::diff::{diff as compare, Amount, DiffOptions};
-use vramtrace_analyzer::{analyze, load, parse_size, Category, Options, Report, Rules, SCHEMA_VERSION};
+use vramtrace_analyzer::{analyze, load, parse_size, Category, Options, Report, Rules};
 
 #[derive(clap::Args)]
 pub struct DiffArgs {
@@ -104,16 +104,7 @@ fn io_msg(e: &std::io::Error) -> String {
 
 fn read_report(p: &Path) -> Result<Report, String> {
     let bytes = std::fs::read(p).map_err(|e| format!("{}: {}", p.display(), io_msg(&e)))?;
-    let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| format!("{}: not valid JSON: {e}", p.display()))?;
-    if v.get("threshold_bytes").is_some() && v.get("gate").is_some() {
-        return Err(format!("{}: this is a diff.json; give a report.json or traces", p.display()));
-    }
-    match v.get("schema_version").and_then(|s| s.as_u64()) {
-        Some(s) if s == SCHEMA_VERSION as u64 => {}
-        Some(s) => return Err(format!("{}: report schema version {s}; this vramtrace reads version {SCHEMA_VERSION}", p.display())),
-        None => return Err(format!("{}: not a vramtrace report.json (no schema_version)", p.display())),
-    }
-    serde_json::from_value(v).map_err(|e| format!("{}: not a vramtrace report.json: {e}", p.display()))
+    Report::from_json(&bytes).map_err(|e| format!("{}: {e}", p.display()))
 }
 
 /// Reads or analyses one side.

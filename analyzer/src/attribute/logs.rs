@@ -8,7 +8,7 @@
 //! `GPU KV cache size: N tokens` line marks the moment its per-layer KV tensors are allocated.
 //! Parsing is by hand (no regex): the formats are simple and this runs on every output line.
 
-use crate::attribute::Category;
+use super::Category;
 
 /// A parsed buffer-size line.
 #[derive(Clone, Debug, PartialEq)]
