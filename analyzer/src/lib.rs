@@ -15,6 +15,7 @@ pub mod load;
 pub mod logs;
 mod model;
 pub mod report;
+pub mod summary;
 pub mod symbolize;
 
 pub use attribute::{Attributor, Category, Rule, RuleSource, Rules};
@@ -119,7 +120,10 @@ pub fn load(paths: &[PathBuf]) -> Result<Loaded, Error> {
     Ok(l)
 }
 
-/// Replays the loaded traces through the memory model. Pure: no I/O.
+/// Replays the loaded traces through the memory model, then derives the summary figures
+/// ([`summary::finalize`]). Pure: no I/O.
 pub fn analyze(loaded: &Loaded, opts: &Options) -> Report {
-    model::Engine::new(loaded, opts).run()
+    let mut report = model::Engine::new(loaded, opts).run();
+    summary::finalize(&mut report);
+    report
 }

@@ -2179,6 +2179,7 @@ impl<'a> Engine<'a> {
             growth,
             log_lines,
             warnings,
+            summary: Summary::default(),
         }
     }
 
