@@ -5,17 +5,20 @@
 //!
 //! Layers, each importing only those above it: [`util`], [`colors`], [`downsample`], [`words`],
 //! [`markup`] → [`charts`](mod@charts) → [`bundle`] (the one render pipeline) → the outputs: [`text`],
-//! [`markdown`], [`html`], [`render`] (report bundle), [`diff`] (diff outputs and bundle).
+//! [`markdown`], [`html`], [`render`] (report bundle), [`diff`] (diff outputs and bundle),
+//! [`events`] and [`sweep`] (the `events` and `sweep` commands' lines).
 
 pub mod bundle;
 pub mod charts;
 pub mod colors;
 pub mod diff;
 pub mod downsample;
+pub mod events;
 pub mod html;
 pub mod markdown;
 pub mod markup;
 pub mod render;
+pub mod sweep;
 pub mod text;
 pub mod util;
 pub mod words;
