@@ -19,6 +19,7 @@ mod model;
 pub mod report;
 mod report_io;
 pub mod stream;
+pub mod summary;
 pub mod symbolize;
 
 pub use attribute::{logs, Attributor, Category, Rule, RuleSource, Rules};
@@ -129,7 +130,10 @@ pub fn load(paths: &[PathBuf]) -> Result<Loaded, Error> {
     Ok(l)
 }
 
-/// Replays the loaded traces through the memory model. Pure: no I/O.
+/// Replays the loaded traces through the memory model, then derives the summary figures
+/// ([`summary::finalize`]). Pure: no I/O.
 pub fn analyze(loaded: &Loaded, opts: &Options) -> Report {
-    model::Engine::new(loaded, opts).run()
+    let mut report = model::Engine::new(loaded, opts).run();
+    summary::finalize(&mut report);
+    report
 }

@@ -61,6 +61,13 @@ impl Categories {
         self.to_array().iter().sum::<u64>() - self.host_pinned
     }
 
+    /// `bytes` as a percentage of the VRAM total (every share the report shows, of a category
+    /// or of a call site, is of this total); `None` when nothing was live.
+    pub fn share_pct(&self, bytes: u64) -> Option<f64> {
+        let whole = self.vram_total();
+        (whole > 0).then(|| bytes as f64 * 100.0 / whole as f64)
+    }
+
     /// (category, bytes) pairs, largest first, zeros left out.
     pub fn sorted(&self) -> Vec<(Category, u64)> {
         let a = self.to_array();
@@ -103,7 +110,57 @@ pub struct Report {
     /// Runner log lines giving buffer sizes, and the allocation each was matched to.
     pub log_lines: Vec<LogMatch>,
     pub warnings: Vec<String>,
+    /// Figures derived from the fields above, computed once (`summary.rs`) so that every
+    /// rendering shows the same numbers.
+    #[serde(default)]
+    pub summary: Summary,
 }
+
+impl Report {
+    /// The first traced process (`summary.root_pid`): the one whose command reproduces the run.
+    pub fn root_process(&self) -> Option<&ProcessReport> {
+        self.summary.root_pid.and_then(|pid| self.processes.iter().find(|p| p.pid == pid))
+    }
+}
+
+/// Figures derived from the rest of the report by one finalizing pass (`summary::finalize`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// The first traced process: the earliest started among those whose parent is not traced.
+    #[serde(default)]
+    pub root_pid: Option<u32>,
+    /// Bytes the program never freed (the `leaks` summed), VRAM and pinned host memory apart.
+    #[serde(default)]
+    pub never_freed: NeverFreed,
+    /// Occurrences of every anomaly kind summed.
+    #[serde(default)]
+    pub anomaly_count: u64,
+    /// The sizes of the runner's log lines (`log_lines`) summed per category.
+    #[serde(default)]
+    pub logged_by_category: Categories,
+}
+
+/// Never-freed bytes and the number of distinct call sites they were allocated from.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NeverFreed {
+    pub vram_bytes: u64,
+    pub vram_sites: u64,
+    pub host_pinned_bytes: u64,
+    pub host_pinned_sites: u64,
+}
+
+/// How every rendering names a device ordinal: `GPU 0`, or `unknown GPU` for `-1` (calls whose
+/// device the shim could not tell).
+pub fn device_label(device: i32) -> String {
+    if device < 0 {
+        "unknown GPU".into()
+    } else {
+        format!("GPU {device}")
+    }
+}
+
+/// How every rendering names pinned host memory where a device would be named.
+pub const HOST_PINNED_LABEL: &str = "pinned host memory";
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProcessReport {
@@ -129,6 +186,18 @@ pub struct ProcessReport {
     pub peak_t_rel_ns: u64,
     pub peak_by_category: Categories,
     pub host_pinned_peak_bytes: u64,
+}
+
+impl ProcessReport {
+    /// How the process ended, in the words every rendering uses.
+    pub fn exit_label(&self) -> &'static str {
+        match (self.clean_exit, self.truncated) {
+            (true, false) => "exited cleanly",
+            (true, true) => "exited, trace cut short",
+            (false, false) => "crashed or killed",
+            (false, true) => "crashed or killed, trace cut short",
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -278,6 +347,13 @@ pub struct AddressSpan {
     pub vmm: bool,
 }
 
+impl DeviceReport {
+    /// The device's peak as a percentage of its capacity; `None` when the capacity is unknown.
+    pub fn peak_pct_of_capacity(&self) -> Option<f64> {
+        self.capacity_bytes.filter(|&c| c > 0).map(|c| self.peak.total_bytes as f64 * 100.0 / c as f64)
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProcessShare {
     pub pid: u32,
@@ -342,6 +418,17 @@ pub enum Verdict {
     NotOutOfMemory,
 }
 
+impl Verdict {
+    /// The verdict in the words every rendering uses.
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::Exhausted => "device full",
+            Verdict::PoolOrFragmentation => "pool or fragmentation",
+            Verdict::NotOutOfMemory => "not out of memory",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GrewMost {
     pub category: Category,
@@ -382,6 +469,18 @@ pub struct Oom {
     pub rule: String,
 }
 
+impl Oom {
+    /// The memory the call asked for: its device, or pinned host memory (whose failures carry
+    /// device `-1`).
+    pub fn memory_label(&self) -> String {
+        if self.category == Category::HostPinned {
+            HOST_PINNED_LABEL.into()
+        } else {
+            device_label(self.device)
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LeakKind {
@@ -404,6 +503,13 @@ pub struct Leak {
     pub category: Category,
     pub bytes: u64,
     pub allocations: u64,
+}
+
+impl Leak {
+    /// Where the bytes are: a device, or pinned host memory.
+    pub fn memory_label(&self) -> String {
+        self.device.map_or_else(|| HOST_PINNED_LABEL.into(), device_label)
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -445,6 +551,16 @@ pub struct Fit {
     pub r2: f64,
 }
 
+/// Slopes smaller than this (in bytes per token, either sign) are "no growth".
+pub const MIN_GROWTH_BYTES_PER_TOKEN: f64 = 1.0;
+
+impl Fit {
+    /// Whether memory grows (or shrinks) with the context by at least a byte per token.
+    pub fn grows(&self) -> bool {
+        self.slope_bytes_per_token.abs() >= MIN_GROWTH_BYTES_PER_TOKEN
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CategoryFit {
     pub category: Category,
@@ -479,7 +595,8 @@ pub struct GrowthReport {
     /// Marker labels used (`tokens`, `n_tokens`, `prompt_tokens`).
     pub labels: Vec<String>,
     pub points: Vec<GrowthPoint>,
-    /// Per category with any bytes: bytes = intercept + slope × tokens.
+    /// Per category with any bytes: bytes = intercept + slope × tokens; steepest first (by
+    /// |slope|, ties in category order).
     pub fits: Vec<CategoryFit>,
     pub total_fit: Option<Fit>,
     pub capacity_bytes: Option<u64>,

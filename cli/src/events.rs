@@ -1,6 +1,5 @@
 //! `vramtrace events`: every event of one or more traces, merged in time order, one per line.
 
-use serde_json::{json, Map, Value};
 use std::collections::{BinaryHeap, HashMap};
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
@@ -8,7 +7,8 @@ use std::process::ExitCode;
 use std::cell::RefCell;
 use std::rc::Rc;
 use vramtrace_analyzer::symbolize::{search_dirs_for, ElfCache, Symbolizer};
-use vramtrace_trace::{result_name, Api, Info, Reader, Record, Tail};
+use vramtrace_trace::{Info, Reader, Record, Tail};
+use vramtrace_viewer::events::{event_line, marker_line, Format};
 
 /// One open trace: its reader, the stacks and modules seen so far, its symbolizer.
 struct Source<'a> {
@@ -134,81 +134,15 @@ pub fn events(paths: &[PathBuf], json: bool, symbols: bool) -> Result<ExitCode, 
     Ok(if sources.iter().any(|s| s.failed) { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
-fn hex(v: u64) -> Value {
-    Value::String(format!("{v:#x}"))
-}
-
+/// One line per item; the rendering is the viewer's.
 fn render(s: &mut Source, item: &Item, json: bool, symbols: bool) -> String {
-    let pid = s.info.pid;
-    let base = s.info.mono_ns;
-    let rel = |t: u64| t.saturating_sub(base) as f64 / 1e9;
+    let format = if json { Format::Json } else { Format::Text };
+    let (pid, base) = (s.info.pid, s.info.mono_ns);
     match item {
-        Item::Marker(m) => {
-            if json {
-                json!({"t_ns": m.t_ns, "pid": pid, "tid": m.tid, "api": "marker", "label": m.label, "value": m.value}).to_string()
-            } else {
-                format!("{:>12.6}s pid {pid} tid {} marker {:?} = {}", rel(m.t_ns), m.tid, m.label, m.value)
-            }
-        }
+        Item::Marker(m) => marker_line(pid, base, m, format),
         Item::Event(e) => {
-            let api = Api::from_id(e.api).expect("reader validates api ids");
-            let f = api.fields();
             let stack = s.frames(e.stack_id, symbols);
-            if json {
-                let mut o = Map::new();
-                o.insert("t_ns".into(), e.t_ns.into());
-                o.insert("pid".into(), pid.into());
-                o.insert("tid".into(), e.tid.into());
-                o.insert("device".into(), e.device.into());
-                o.insert("api".into(), api.name().into());
-                o.insert("result".into(), e.result.into());
-                if f.size {
-                    o.insert("size".into(), e.size.into());
-                }
-                if f.ptr {
-                    o.insert("ptr".into(), hex(e.ptr));
-                }
-                if f.handle {
-                    o.insert("handle".into(), hex(e.handle));
-                }
-                if f.offset {
-                    o.insert("offset".into(), e.offset.into());
-                }
-                if f.flags {
-                    o.insert("flags".into(), e.flags.into());
-                }
-                if f.stream {
-                    o.insert("stream".into(), hex(e.stream));
-                }
-                if e.free != 0 || e.total != 0 {
-                    o.insert("free".into(), e.free.into());
-                    o.insert("total".into(), e.total.into());
-                }
-                o.insert("stack".into(), stack.into());
-                Value::Object(o).to_string()
-            } else {
-                let mut l = format!("{:>12.6}s pid {pid} tid {} dev {:>2} {}", rel(e.t_ns), e.tid, e.device, api.name());
-                if f.size {
-                    l += &format!(" size={}", e.size);
-                }
-                if f.ptr {
-                    l += &format!(" ptr={:#x}", e.ptr);
-                }
-                if f.handle {
-                    l += &format!(" handle={:#x}", e.handle);
-                }
-                if f.offset && e.offset != 0 {
-                    l += &format!(" offset={}", e.offset);
-                }
-                if e.free != 0 || e.total != 0 {
-                    l += &format!(" free={} total={}", e.free, e.total);
-                }
-                l += &format!(" -> {}", result_name(e.result).map_or_else(|| e.result.to_string(), str::to_owned));
-                if let Some(top) = stack.first() {
-                    l += &format!("  at {top}");
-                }
-                l
-            }
+            event_line(pid, base, e, &stack, format)
         }
     }
 }

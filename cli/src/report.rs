@@ -50,16 +50,11 @@ pub fn spinner(msg: &str) -> indicatif::ProgressBar {
     pb
 }
 
-/// How to reproduce the recorded run, for the Markdown summary.
-fn repro(report: &vramtrace_analyzer::Report) -> Option<String> {
-    let p = report.processes.iter().min_by_key(|p| p.start_ns)?;
-    (!p.cmdline.is_empty()).then(|| format!("vramtrace run -- {}", p.cmdline.join(" ")))
-}
-
-/// Writes the HTML report, charts, Markdown summary and JSON into `dir`.
+/// Writes the HTML report, charts, Markdown summary and JSON into `dir`; summary.md's
+/// reproduce line is the viewer's (the traced root process's command, shell-quoted).
 pub fn render(report: &vramtrace_analyzer::Report, dir: &Path) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let opts = vramtrace_viewer::RenderOptions { repro: repro(report), ..Default::default() };
+    let opts = vramtrace_viewer::RenderOptions::default();
     let written = vramtrace_viewer::render_all(report, dir, &opts).map_err(|e| format!("{}: {e}", dir.display()))?;
     eprintln!("vramtrace: report written to {} ({} files)", written.html.display(), written.files().len());
     Ok(())

@@ -24,10 +24,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use vramtrace_analyzer::{analyze, fmt_bytes, load, Options, Report};
+use vramtrace_analyzer::{analyze, load, Options};
 use vramtrace_trace::api::cu;
 use vramtrace_trace::clock::monotonic_ns as mono_ns;
 use vramtrace_trace::side::{self, SideMarker};
+use vramtrace_viewer::sweep::{growth_summary, steps_table, SweepStep};
+use vramtrace_viewer::util::shell_join;
 
 #[derive(clap::Args)]
 pub struct SweepArgs {
@@ -458,6 +460,21 @@ impl Step {
             "note": self.note, "oom_in_trace": self.oom_in_trace,
         })
     }
+    /// The step as the viewer shows it (first line of the result only: the server's last
+    /// output was shown with the step's progress line).
+    fn view(&self) -> SweepStep {
+        SweepStep {
+            index: self.index,
+            target: self.target,
+            prompt_tokens: self.prompt_tokens,
+            tokens: self.tokens(),
+            seconds: self.seconds,
+            completed: self.status == Status::Ok,
+            result: self.describe().lines().next().unwrap_or("").to_string(),
+            t_start_ns: self.t_start,
+            t_end_ns: self.t_end,
+        }
+    }
     fn describe(&self) -> String {
         match self.status {
             Status::Ok => match &self.note {
@@ -697,19 +714,8 @@ pub fn sweep(args: SweepArgs) -> Result<ExitCode, String> {
     std::fs::write(&sweep_json, format!("{doc:#}\n")).map_err(|e| format!("cannot write {}: {e}", sweep_json.display()))?;
 
     let done = steps.iter().filter(|s| s.status == Status::Ok).count();
-    let mut o = String::new();
-    o.push_str(&format!("sweep: {} of {} step(s) completed against {base}\n", done, plan.len()));
-    o.push_str(&format!("  {:>4}  {:>8}  {:>13}  {:>8}  result\n", "step", "target", "prompt_tokens", "seconds"));
-    for s in &steps {
-        let n = s.prompt_tokens.map(|n| n.to_string()).unwrap_or_else(|| "-".into());
-        // First line only: the server's last output was shown with the step's progress line.
-        let d = s.describe();
-        o.push_str(&format!("  {:>4}  {:>8}  {:>13}  {:>8.2}  {}\n", s.index, s.target, n, s.seconds, d.lines().next().unwrap_or("")));
-    }
-    if steps.len() < plan.len() {
-        o.push_str(&format!("  steps {}..{} not run: the sweep stopped at step {}\n", steps.len() + 1, plan.len(), steps.len()));
-    }
-    print!("{o}");
+    let shown: Vec<SweepStep> = steps.iter().map(Step::view).collect();
+    print!("{}", steps_table(&base, plan.len(), &shown));
 
     if crate::trace_files(std::slice::from_ref(&out)).is_err() {
         println!("no traces in {0}: analyze with `vramtrace report <trace dir> {0}/markers-sweep.jsonl`", out.display());
@@ -725,13 +731,13 @@ pub fn sweep(args: SweepArgs) -> Result<ExitCode, String> {
         for w in &loaded.warnings {
             eprintln!("vramtrace: warning: {w}");
         }
-        print!("{}", growth_summary(&report, &steps));
+        print!("{}", growth_summary(&report, &shown));
         let path = out.join("report.json");
         let f = std::fs::File::create(&path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         serde_json::to_writer_pretty(std::io::BufWriter::new(f), &report).map_err(|e| format!("{}: {e}", path.display()))?;
         // The HTML report (with the growth chart) is a bonus: a rendering failure is a warning.
         let pb = crate::report::spinner("rendering the HTML report");
-        let repro = std::iter::once("vramtrace".to_string()).chain(std::env::args().skip(1)).collect::<Vec<_>>().join(" ");
+        let repro = shell_join(&std::iter::once("vramtrace".to_string()).chain(std::env::args().skip(1)).collect::<Vec<_>>());
         let rendered = vramtrace_viewer::render_all(&report, &out, &vramtrace_viewer::RenderOptions { repro: Some(repro), ..Default::default() });
         pb.finish_and_clear();
         match rendered {
@@ -805,58 +811,6 @@ fn drive(
         }
     }
     Ok(steps)
-}
-
-/// Slopes per category, the prediction, and the OOM's step, as text.
-fn growth_summary(report: &Report, steps: &[Step]) -> String {
-    let mut o = String::new();
-    if report.growth.is_empty() {
-        o.push_str("growth: no completed step in the traces (no GPU allocation between the markers?)\n");
-        return o;
-    }
-    for g in &report.growth {
-        let (lo, hi) = (g.points.iter().map(|p| p.tokens).min().unwrap_or(0), g.points.iter().map(|p| p.tokens).max().unwrap_or(0));
-        o.push_str(&format!("growth per token, GPU {} ({} point(s), {lo}..{hi} tokens):\n", g.device, g.points.len()));
-        o.push_str(&format!("  {:<16} {:>14} {:>14} {:>8} {:>14}\n", "category", "bytes/token", "", "R²", "at 0 tokens"));
-        let mut fits: Vec<_> = g.fits.iter().collect();
-        fits.sort_by(|a, b| b.fit.slope_bytes_per_token.total_cmp(&a.fit.slope_bytes_per_token));
-        let row = |name: &str, f: &vramtrace_analyzer::Fit| {
-            let human = if f.slope_bytes_per_token >= 1024.0 { format!("({}/tok)", fmt_bytes(f.slope_bytes_per_token.round() as u64)) } else { String::new() };
-            format!("  {:<16} {:>14.1} {:>14} {:>8.4} {:>14}\n", name, f.slope_bytes_per_token, human, f.r2, fmt_bytes(f.intercept_bytes.max(0.0) as u64))
-        };
-        for f in fits {
-            o.push_str(&row(f.category.name(), &f.fit));
-        }
-        if let Some(t) = &g.total_fit {
-            o.push_str(&row("total", t));
-        }
-        if g.points.len() < 2 {
-            o.push_str("  (a fit needs at least two completed steps of different lengths)\n");
-        }
-        let source = report.devices.iter().find(|d| d.device == g.device).map(|d| d.capacity_source.as_str()).unwrap_or("unknown");
-        match (g.predicted_max_tokens, g.capacity_bytes) {
-            (Some(t), Some(cap)) => o.push_str(&format!(
-                "  predicted max context: {t} tokens on {} (capacity from {source}; runtime overhead {})\n",
-                fmt_bytes(cap),
-                if g.runtime_included { "included" } else { "unknown, not included" }
-            )),
-            (None, None) => o.push_str("  predicted max context: unknown (no device capacity: pass --vram)\n"),
-            (None, Some(_)) => o.push_str("  predicted max context: none (memory does not grow with the prompt)\n"),
-            (Some(t), None) => o.push_str(&format!("  predicted max context: {t} tokens\n")),
-        }
-        if let Some(oom) = &g.oom {
-            // The sweep's own step windows name the request even when no marker closed it.
-            let step = steps.iter().find(|s| (s.t_start..=s.t_end.max(s.t_start)).contains(&oom.t_ns));
-            let at = match (step, oom.step_tokens) {
-                (Some(s), _) => format!("during step {} ({} tokens)", s.index, s.tokens().unwrap_or(s.target)),
-                (None, Some(t)) => format!("during the step of {t} tokens"),
-                (None, None) => "outside any step".into(),
-            };
-            let last = oom.last_completed_tokens.map(|t| format!("; last completed step: {t} tokens")).unwrap_or_default();
-            o.push_str(&format!("  out of memory {at}{last}\n"));
-        }
-    }
-    o
 }
 
 #[cfg(test)]

@@ -4,70 +4,26 @@
 //! scroll sideways instead of overflowing).
 //!
 //! Everything that came from the trace (command lines, paths, symbols, log lines) goes through
-//! [`html_escape`]. Long tables are cut at `RenderOptions::max_table_rows`; the rest stay in
+//! [`crate::markup::html_escape`]. Long tables are cut at `RenderOptions::max_table_rows`; the rest stay in
 //! report.json.
 
-use crate::colors::{category_hex, VRAM_CATEGORIES};
-use crate::render::{RenderOptions, RenderedChart};
-use crate::util::{clip, fmt_bytes, frame_function, html_escape as esc, pct, per_token, root_process, secs, shell_join, site_frames, site_label, thousands};
+use crate::bundle::{RenderOptions, RenderedChart};
+use crate::charts::ChartKind;
+use crate::colors::VRAM_CATEGORIES;
+use crate::markup::{badge, card, cat_cell, html_escape as esc, page_end, page_head, rule_cell, swatch, verdict_badge};
+use crate::util::{clip, fmt_bytes, frame_function, pct, per_token, secs, shell_join, site_frames, site_label, thousands};
+use crate::words;
 use std::fmt::Write;
-use vramtrace_analyzer::{Categories, Category, LeakKind, Report, Verdict};
+use vramtrace_analyzer::{device_label, Categories, Category, LeakKind, Report};
 
-pub(crate) const CSS: &str = r#"
-:root{--fg:#1d1f23;--muted:#5f6368;--line:#dde1e6;--soft:#f6f8fa;--bad:#b00020;--ok:#1e7e34;--warn:#a15c00}
-*{box-sizing:border-box}
-html{-webkit-text-size-adjust:100%}
-body{margin:0;background:#fff;color:var(--fg);font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",Arial,sans-serif}
-main{max-width:1180px;margin:0 auto;padding:24px 28px 64px}
-h1{font-size:26px;margin:0 0 4px;line-height:1.25}
-h2{font-size:21px;margin:40px 0 10px;padding-bottom:5px;border-bottom:2px solid var(--line)}
-h3{font-size:17px;margin:24px 0 8px}
-p{margin:6px 0 10px}
-.muted{color:var(--muted)}
-nav{margin:14px 0 6px;font-size:14px;line-height:1.9}
-nav a{margin-right:14px;color:#1a5fb4;text-decoration:none;white-space:nowrap}
-nav a:hover{text-decoration:underline}
-.scroll{overflow-x:auto;max-width:100%}
-table{border-collapse:collapse;margin:8px 0 16px;font-size:14px}
-th,td{padding:5px 10px;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}
-th{background:var(--soft);font-weight:600}
-tbody tr:nth-child(even){background:#fbfbfc}
-td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
-td.n,.nw{white-space:nowrap}
-.loc{color:var(--muted);font-size:12px}
-table.kv th{background:none;text-align:left;color:var(--muted);font-weight:500;width:1%}
-code,.mono{font-family:ui-monospace,"DejaVu Sans Mono",Menlo,Consolas,monospace;font-size:13px;overflow-wrap:anywhere}
-.sw{display:inline-block;width:12px;height:12px;border-radius:2px;vertical-align:-1px;margin-right:7px;border:1px solid rgba(0,0,0,.15)}
-figure{margin:14px 0 26px}
-figure svg{display:block;width:100%;height:auto;border:1px solid var(--line);border-radius:6px}
-figcaption{color:var(--muted);font-size:13px;margin-top:5px}
-.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(210px,1fr));gap:12px;margin:16px 0}
-.card{border:1px solid var(--line);border-radius:8px;padding:10px 14px;background:#fff}
-.card .k{color:var(--muted);font-size:13px}
-.card .v{font-size:21px;font-weight:650;line-height:1.3}
-.badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:13px;font-weight:600;color:#fff;vertical-align:1px}
-.b-bad{background:var(--bad)}.b-ok{background:var(--ok)}.b-warn{background:var(--warn)}.b-info{background:#55606e}
-.oom{border:1px solid var(--line);border-left:5px solid var(--bad);border-radius:6px;padding:4px 16px 8px;margin:14px 0}
-details{margin:4px 0}
-summary{cursor:pointer;color:#1a5fb4}
-ol.frames{margin:4px 0 4px 18px;padding:0}
-ol.frames li{font-family:ui-monospace,"DejaVu Sans Mono",Menlo,Consolas,monospace;font-size:12.5px;overflow-wrap:anywhere}
-footer{margin-top:48px;color:var(--muted);font-size:13px;border-top:1px solid var(--line);padding-top:10px}
-@media print{main{max-width:none}nav{display:none}}
-"#;
 
 /// The report page. `charts` are the rendered charts (their SVG is inlined).
 pub fn html_report(r: &Report, charts: &[RenderedChart], opts: &RenderOptions) -> String {
     let mut h = Page { o: String::with_capacity(256 * 1024), max_rows: opts.max_table_rows.max(1) };
-    let root = root_process(r);
+    let root = r.root_process();
     let exe_name = root.map(|p| p.exe.rsplit('/').next().unwrap_or(&p.exe).to_string()).filter(|s| !s.is_empty()).unwrap_or_else(|| "trace".into());
 
-    h.o.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
-    h.o.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
-    // No network: forbid every fetch, so a stray reference cannot leak the page's existence.
-    h.o.push_str("<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:\">\n");
-    let _ = writeln!(h.o, "<title>vramtrace report — {}</title>", esc(&exe_name));
-    let _ = writeln!(h.o, "<style>{CSS}</style>\n</head>\n<body>\n<main>");
+    page_head(&mut h.o, &format!("vramtrace report — {exe_name}"), "");
 
     let _ = writeln!(h.o, "<h1>vramtrace report: {}</h1>", esc(&exe_name));
     if let Some(p) = root {
@@ -90,13 +46,8 @@ pub fn html_report(r: &Report, charts: &[RenderedChart], opts: &RenderOptions) -
     logs(&mut h, r);
     reconciliation(&mut h, r);
     warnings(&mut h, r);
-    let _ = writeln!(
-        h.o,
-        "<footer>Generated by vramtrace {} (report schema {}). Every figure comes from the analyzer's report (report.json beside this file).</footer>",
-        esc(&r.vramtrace_version),
-        r.schema_version
-    );
-    h.o.push_str("</main>\n</body>\n</html>\n");
+    let footer = format!("Generated by vramtrace {} (report schema {}). Every figure comes from the analyzer's report (report.json beside this file).", esc(&r.vramtrace_version), r.schema_version);
+    page_end(&mut h.o, &footer);
     h.o
 }
 
@@ -118,49 +69,14 @@ impl Page {
             let _ = writeln!(self.o, "<p class=\"muted\">{} more rows not shown; see report.json.</p>", thousands((total - self.max_rows) as u64));
         }
     }
-    fn figure(&mut self, rc: &RenderedChart) {
-        let _ = writeln!(self.o, "<figure id=\"chart-{}\">", esc(&rc.chart.name));
-        self.o.push_str(&inline_svg(&rc.svg, &rc.chart.title));
-        let _ = writeln!(self.o, "<figcaption>{} — also as {}.svg / {}.png</figcaption>\n</figure>", esc(&rc.chart.title), esc(&rc.chart.name), esc(&rc.chart.name));
-    }
-}
-
-/// Prepares a plotters SVG document for inlining: drops the XML prolog and the namespace
-/// attribute (an inline `<svg>` in HTML needs neither, and the page then holds no URL at all)
-/// and labels it for screen readers.
-pub(crate) fn inline_svg(svg: &str, title: &str) -> String {
-    let mut s = svg.trim_start();
-    if s.starts_with("<?xml") {
-        if let Some(i) = s.find("?>") {
-            s = s[i + 2..].trim_start();
+    /// Every chart of `charts` whose kind `which` selects, as figures; whether there was one.
+    fn figures(&mut self, charts: &[RenderedChart], which: impl Fn(&ChartKind) -> bool) -> bool {
+        let mut any = false;
+        for rc in charts.iter().filter(|c| which(&c.chart.kind)) {
+            crate::markup::figure(&mut self.o, &rc.chart.name, &rc.chart.title, &rc.svg);
+            any = true;
         }
-    }
-    let s = s.replacen(" xmlns=\"http://www.w3.org/2000/svg\"", "", 1);
-    s.replacen("<svg ", &format!("<svg role=\"img\" aria-label=\"{}\" ", esc(title)), 1) + "\n"
-}
-
-fn swatch(c: Category) -> String {
-    format!("<span class=\"sw\" style=\"background:{}\"></span>", category_hex(c))
-}
-
-pub(crate) fn cat_cell(c: Category) -> String {
-    format!("<span class=\"nw\">{}{}</span>", swatch(c), c.name())
-}
-
-/// A rule name: never broken inside (`builtin:llama.kv_cache_ctor`).
-fn rule_cell(rule: &str) -> String {
-    format!("<code class=\"nw\">{}</code>", esc(rule))
-}
-
-fn badge(kind: &str, text: &str) -> String {
-    format!("<span class=\"badge b-{kind}\">{}</span>", esc(text))
-}
-
-pub(crate) fn verdict_badge(v: Verdict) -> String {
-    match v {
-        Verdict::Exhausted => badge("bad", "device full"),
-        Verdict::PoolOrFragmentation => badge("warn", "pool or fragmentation"),
-        Verdict::NotOutOfMemory => badge("info", "not out of memory"),
+        any
     }
 }
 
@@ -168,19 +84,6 @@ pub(crate) fn verdict_badge(v: Verdict) -> String {
 /// the analyzer adds later still prints.
 fn source_name(v: &vramtrace_analyzer::RuleSource) -> String {
     serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
-}
-
-fn dev_name(d: i32) -> String {
-    if d < 0 {
-        "GPU ?".into()
-    } else {
-        format!("GPU {d}")
-    }
-}
-
-fn charts_where<'a>(charts: &'a [RenderedChart], prefix: &str) -> impl Iterator<Item = &'a RenderedChart> {
-    let prefix = prefix.to_string();
-    charts.iter().filter(move |c| c.chart.name.starts_with(&prefix))
 }
 
 /// A site as HTML: the function that explains it (see `site_label`), its location in small
@@ -205,7 +108,7 @@ fn site_html(r: &Report, site: usize, rule: &str) -> String {
 
 fn nav(h: &mut Page, r: &Report, charts: &[RenderedChart]) {
     let mut links = vec![("environment", "Environment"), ("peak", "Peak composition")];
-    if charts.iter().any(|c| c.chart.name.starts_with("timeline-")) {
+    if charts.iter().any(|c| matches!(c.chart.kind, ChartKind::Timeline { .. })) {
         links.push(("timeline", "VRAM over time"));
     }
     links.push(("ooms", "OOM post-mortems"));
@@ -234,28 +137,23 @@ fn nav(h: &mut Page, r: &Report, charts: &[RenderedChart]) {
 
 fn cards(h: &mut Page, r: &Report) {
     h.o.push_str("<div class=\"cards\">\n");
-    let card = |o: &mut String, k: &str, v: &str, sub: &str| {
-        let _ = writeln!(o, "<div class=\"card\"><div class=\"k\">{k}</div><div class=\"v\">{v}</div><div class=\"muted\">{sub}</div></div>");
-    };
-    let cap: Vec<String> = r.devices.iter().filter_map(|d| d.capacity_bytes.map(|c| format!("{} of {}", dev_name(d.device), fmt_bytes(c)))).collect();
+    let cap: Vec<String> = r.devices.iter().filter_map(|d| d.capacity_bytes.map(|c| format!("{} of {}", device_label(d.device), fmt_bytes(c)))).collect();
     card(&mut h.o, "Peak VRAM (all GPUs)", &fmt_bytes(r.peak.total_bytes), &format!("at {}{}", secs(r.peak.t_rel_ns), if cap.is_empty() { String::new() } else { format!(" · {}", esc(&cap.join(", "))) }));
     let oom_sub = match r.ooms.first() {
         Some(o) => format!("first: {} {}", esc(&o.api), verdict_badge(o.verdict)),
         None => "no failed allocation".into(),
     };
     card(&mut h.o, "Out-of-memory failures", &r.ooms.len().to_string(), &oom_sub);
-    if let Some(g) = r.growth.iter().find(|g| g.total_fit.is_some()) {
-        let f = g.total_fit.as_ref().unwrap();
+    if let Some((g, f)) = r.growth.iter().find_map(|g| g.total_fit.as_ref().map(|f| (g, f))) {
         let sub = match g.predicted_max_tokens {
-            Some(t) => format!("runs out at ≈ {} tokens", thousands(t)),
+            Some(t) => esc(&words::predicted_oom(t)),
             None => format!("R² {:.3}", f.r2),
         };
-        card(&mut h.o, &format!("Growth ({})", dev_name(g.device)), &esc(&per_token(f.slope_bytes_per_token)), &sub);
+        card(&mut h.o, &format!("Growth ({})", device_label(g.device)), &esc(&per_token(f.slope_bytes_per_token)), &sub);
     }
-    let leaked: u64 = r.leaks.iter().filter(|l| l.device.is_some()).map(|l| l.bytes).sum();
-    card(&mut h.o, "VRAM never freed", &fmt_bytes(leaked), &format!("{} site(s)", r.leaks.iter().filter(|l| l.device.is_some()).count()));
-    let anomalies: u64 = r.anomalies.iter().map(|a| a.count).sum();
-    card(&mut h.o, "Anomalies", &thousands(anomalies), &format!("{} kind(s)", r.anomalies.len()));
+    let n = &r.summary.never_freed;
+    card(&mut h.o, "VRAM never freed", &fmt_bytes(n.vram_bytes), &format!("from {}", words::count(n.vram_sites, "call site")));
+    card(&mut h.o, "Anomalies", &thousands(r.summary.anomaly_count), &format!("{} kind(s)", r.anomalies.len()));
     h.o.push_str("</div>\n");
 }
 
@@ -265,7 +163,7 @@ fn environment(h: &mut Page, r: &Report) {
     let row = |o: &mut String, k: &str, v: String| {
         let _ = writeln!(o, "<tr><th>{k}</th><td>{v}</td></tr>");
     };
-    if let Some(p) = root_process(r) {
+    if let Some(p) = r.root_process() {
         row(&mut h.o, "command line", format!("<code>{}</code>", esc(&shell_join(&p.cmdline))));
         row(&mut h.o, "executable", format!("<code>{}</code>", esc(&p.exe)));
         if !p.hostname.is_empty() {
@@ -279,12 +177,12 @@ fn environment(h: &mut Page, r: &Report) {
             (None, None) => "<span class=\"muted\">not recorded in the trace</span>".to_string(),
             (n, v) => format!(
                 "{}{}{}",
-                esc(n.as_deref().unwrap_or("unknown GPU")),
+                esc(n.as_deref().unwrap_or("name not recorded")),
                 v.as_ref().map(|v| format!(", CUDA driver {}", esc(v))).unwrap_or_default(),
                 d.uuid.as_ref().map(|u| format!(" <span class=\"muted\">{}</span>", esc(u))).unwrap_or_default()
             ),
         };
-        row(&mut h.o, &format!("GPU {}", d.device), what);
+        row(&mut h.o, &device_label(d.device), what);
     }
     h.o.push_str("</tbody></table></div>\n");
 
@@ -294,7 +192,7 @@ fn environment(h: &mut Page, r: &Report) {
             let _ = writeln!(
                 h.o,
                 "<tr><td>{}</td><td class=\"n\">{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
-                dev_name(d.device),
+                device_label(d.device),
                 d.capacity_bytes.map(fmt_bytes).unwrap_or_else(|| "unknown".into()),
                 esc(&d.capacity_source),
                 fmt_bytes(d.peak.total_bytes),
@@ -308,13 +206,12 @@ fn environment(h: &mut Page, r: &Report) {
     if !r.processes.is_empty() {
         h.o.push_str("<h3>Processes</h3><div class=\"scroll\"><table><thead><tr><th class=\"n\">pid</th><th class=\"n\">ppid</th><th>exit</th><th>command line</th><th class=\"n\">events</th><th class=\"n\">VRAM peak</th><th class=\"n\">pinned host peak</th><th>shim</th><th>trace file</th></tr></thead><tbody>\n");
         for p in r.processes.iter().take(h.max_rows) {
-            let exit = if !p.clean_exit {
-                badge("bad", "crashed / killed")
-            } else if p.truncated {
-                badge("warn", "truncated")
-            } else {
-                badge("ok", "clean exit")
+            let kind = match (p.clean_exit, p.truncated) {
+                (false, _) => "bad",
+                (true, true) => "warn",
+                (true, false) => "ok",
             };
+            let exit = badge(kind, p.exit_label());
             let _ = writeln!(
                 h.o,
                 "<tr><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{exit}</td><td><code>{}</code></td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td><td><code>{}</code></td></tr>",
@@ -333,19 +230,19 @@ fn environment(h: &mut Page, r: &Report) {
     }
 }
 
-fn categories_table(h: &mut Page, c: &Categories, logged: Option<&[u64; Category::COUNT]>) {
+fn categories_table(h: &mut Page, c: &Categories, logged: Option<&Categories>) {
     let total = c.vram_total();
     let _ = write!(h.o, "<div class=\"scroll\"><table><thead><tr><th>category</th><th class=\"n\">bytes</th><th class=\"n\">share</th>");
     if logged.is_some() {
         h.o.push_str("<th class=\"n\">runner's log</th>");
     }
     h.o.push_str("</tr></thead><tbody>\n");
-    let mut rows: Vec<Category> = VRAM_CATEGORIES.iter().copied().filter(|&k| c.get(k) > 0 || logged.is_some_and(|l| l[k.index()] > 0)).collect();
+    let mut rows: Vec<Category> = VRAM_CATEGORIES.iter().copied().filter(|&k| c.get(k) > 0 || logged.is_some_and(|l| l.get(k) > 0)).collect();
     rows.sort_by_key(|&k| std::cmp::Reverse(c.get(k)));
     for k in rows {
-        let _ = write!(h.o, "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>", cat_cell(k), fmt_bytes(c.get(k)), pct(c.get(k), total));
+        let _ = write!(h.o, "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>", cat_cell(k), fmt_bytes(c.get(k)), pct(c.share_pct(c.get(k))));
         if let Some(l) = logged {
-            let _ = write!(h.o, "<td class=\"n\">{}</td>", if l[k.index()] > 0 { fmt_bytes(l[k.index()]) } else { String::new() });
+            let _ = write!(h.o, "<td class=\"n\">{}</td>", if l.get(k) > 0 { fmt_bytes(l.get(k)) } else { String::new() });
         }
         h.o.push_str("</tr>\n");
     }
@@ -368,11 +265,7 @@ fn peak(h: &mut Page, r: &Report, charts: &[RenderedChart]) {
         fmt_bytes(p.total_bytes),
         secs(p.t_rel_ns)
     ));
-    let mut logged = [0u64; Category::COUNT];
-    for l in &r.log_lines {
-        logged[l.category.index()] += l.logged_bytes;
-    }
-    categories_table(h, &p.by_category, if r.log_lines.is_empty() { None } else { Some(&logged) });
+    categories_table(h, &p.by_category, if r.log_lines.is_empty() { None } else { Some(&r.summary.logged_by_category) });
     let _ = writeln!(
         h.o,
         "<p class=\"muted\">At the peak: VMM reserved {} · VMM mapped {} · held by pools {} · rounding waste {}.</p>",
@@ -388,21 +281,17 @@ fn peak(h: &mut Page, r: &Report, charts: &[RenderedChart]) {
         }
         h.o.push_str("</tbody></table></div>\n");
     }
-    for c in charts_where(charts, "peak-composition") {
-        h.figure(c);
-    }
+    h.figures(charts, |k| *k == ChartKind::PeakComposition);
 }
 
 fn timelines(h: &mut Page, r: &Report, charts: &[RenderedChart]) {
-    let tl: Vec<&RenderedChart> = charts_where(charts, "timeline-").collect();
-    if tl.is_empty() {
+    let timeline = |k: &ChartKind| matches!(k, ChartKind::Timeline { .. });
+    if !charts.iter().any(|c| timeline(&c.chart.kind)) {
         return;
     }
     h.h2("timeline", "VRAM over time");
     h.p("Stacked by category; the dashed line is the device capacity, the dot the peak, red crosses failed allocations (the red bar is the size requested), grey ticks the markers.");
-    for c in tl {
-        h.figure(c);
-    }
+    h.figures(charts, timeline);
     if r.host.peak_bytes > 0 {
         let _ = writeln!(h.o, "<p class=\"muted\">Pinned host memory (not drawn, not VRAM): peak {} at {}.</p>", fmt_bytes(r.host.peak_bytes), secs(r.host.peak_t_rel_ns));
     }
@@ -425,7 +314,7 @@ fn ooms(h: &mut Page, r: &Report) {
         let row = |o: &mut String, k: &str, v: String| {
             let _ = writeln!(o, "<tr><th>{k}</th><td>{v}</td></tr>");
         };
-        row(&mut h.o, "process / device", format!("pid {} · {} · result {}", o.pid, dev_name(o.device), o.result));
+        row(&mut h.o, "process / device", format!("pid {} · {} · result {}", o.pid, o.memory_label(), o.result));
         row(&mut h.o, "requested", fmt_bytes(o.requested_bytes));
         let free = match o.driver_free_bytes {
             Some(f) => format!("{} ({})", fmt_bytes(f), esc(&o.free_source)),
@@ -459,11 +348,9 @@ fn growth(h: &mut Page, r: &Report, charts: &[RenderedChart]) {
     }
     h.h2("growth", "Growth per token");
     for g in &r.growth {
-        let _ = writeln!(h.o, "<h3>{} — {} steps (marker{} <code>{}</code>)</h3>", dev_name(g.device), g.points.len(), if g.labels.len() == 1 { "" } else { "s" }, esc(&g.labels.join(", ")));
+        let _ = writeln!(h.o, "<h3>{} — {} points (marker{} <code>{}</code>)</h3>", device_label(g.device), g.points.len(), if g.labels.len() == 1 { "" } else { "s" }, esc(&g.labels.join(", ")));
         h.o.push_str("<div class=\"scroll\"><table><thead><tr><th>category</th><th class=\"n\">slope</th><th class=\"n\">intercept</th><th class=\"n\">R²</th></tr></thead><tbody>\n");
-        let mut fits: Vec<_> = g.fits.iter().collect();
-        fits.sort_by(|a, b| b.fit.slope_bytes_per_token.abs().total_cmp(&a.fit.slope_bytes_per_token.abs()));
-        for f in fits {
+        for f in &g.fits {
             let _ = writeln!(
                 h.o,
                 "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{:.3}</td></tr>",
@@ -485,33 +372,19 @@ fn growth(h: &mut Page, r: &Report, charts: &[RenderedChart]) {
         h.o.push_str("</tbody></table></div>\n");
         let mut facts = Vec::new();
         match g.predicted_max_tokens {
-            Some(t) => facts.push(format!("predicted out of memory at <strong>≈ {} tokens</strong>", thousands(t))),
+            Some(t) => facts.push(format!("<strong>{}</strong>", esc(&words::predicted_oom(t)))),
             None => facts.push("no predicted out-of-memory length (no growth or capacity unknown)".into()),
         }
         if let Some(c) = g.capacity_bytes {
             facts.push(format!("capacity {}", fmt_bytes(c)));
         }
-        facts.push(if g.runtime_included { "runtime overhead included".into() } else { "runtime overhead not included (no driver reading)".to_string() });
+        facts.push(if g.runtime_included { "runtime overhead included".into() } else { words::runtime_not_included() });
         if let Some(o) = &g.oom {
-            facts.push(oom_step(o));
+            facts.push(esc(&words::growth_oom(o)));
         }
         h.p(&facts.join(" · "));
     }
-    for c in charts_where(charts, "growth-") {
-        h.figure(c);
-    }
-}
-
-/// "an allocation failed in the step to N tokens (last completed step: M)".
-pub(crate) fn oom_step(o: &vramtrace_analyzer::GrowthOom) -> String {
-    let mut s = match o.step_tokens {
-        Some(t) => format!("an allocation failed in the step to {} tokens", thousands(t.max(0) as u64)),
-        None => format!("an allocation failed outside any step, at {}", secs(o.t_rel_ns)),
-    };
-    if let Some(t) = o.last_completed_tokens {
-        let _ = write!(s, " (last completed step: {} tokens)", thousands(t.max(0) as u64));
-    }
-    s
+    h.figures(charts, |k| matches!(k, ChartKind::Growth { .. }));
 }
 
 fn fragmentation(h: &mut Page, r: &Report, charts: &[RenderedChart]) {
@@ -523,7 +396,7 @@ fn fragmentation(h: &mut Page, r: &Report, charts: &[RenderedChart]) {
         let _ = writeln!(
             h.o,
             "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{:.3}</td><td class=\"n\">{}</td><td class=\"n\">{:.3}</td><td class=\"n\">{}</td></tr>",
-            dev_name(d.device),
+            device_label(d.device),
             fmt_bytes(f.vmm_reserved_peak_bytes),
             fmt_bytes(f.vmm_mapped_peak_bytes),
             fmt_bytes(f.pool_retained_peak_bytes),
@@ -544,7 +417,7 @@ fn fragmentation(h: &mut Page, r: &Report, charts: &[RenderedChart]) {
                 h.o,
                 "<tr><td class=\"n\">{}</td><td>{}</td><td><code>{}</code></td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
                 p.pid,
-                dev_name(p.device),
+                device_label(p.device),
                 if p.pool == 0 { "default".to_string() } else { format!("{:#x}", p.pool) },
                 fmt_bytes(p.peak_reserved_bytes),
                 fmt_bytes(p.peak_used_bytes),
@@ -555,17 +428,10 @@ fn fragmentation(h: &mut Page, r: &Report, charts: &[RenderedChart]) {
         h.o.push_str("</tbody></table></div>\n");
         h.more(pools.len());
     }
-    let mut any = false;
-    for c in charts_where(charts, "fragmentation-") {
-        h.figure(c);
-        any = true;
-    }
-    if !any {
+    if !h.figures(charts, |k| matches!(k, ChartKind::Fragmentation { .. })) {
         h.p("<span class=\"muted\">No VMM reservations, stream-ordered pools or BFC fragmentation in this trace: nothing to chart.</span>");
     }
-    for c in charts_where(charts, "address-map-") {
-        h.figure(c);
-    }
+    h.figures(charts, |k| matches!(k, ChartKind::AddressMap { .. }));
 }
 
 fn top_sites(h: &mut Page, r: &Report, charts: &[RenderedChart]) {
@@ -573,9 +439,7 @@ fn top_sites(h: &mut Page, r: &Report, charts: &[RenderedChart]) {
         return;
     }
     h.h2("sites", "Top call sites at the peak");
-    for c in charts_where(charts, "top-sites") {
-        h.figure(c);
-    }
+    h.figures(charts, |k| *k == ChartKind::TopSites);
     h.o.push_str("<div class=\"scroll\"><table><thead><tr><th class=\"n\">#</th><th>call site</th><th>category</th><th>rule</th><th class=\"n\">bytes at the peak</th><th class=\"n\">share</th></tr></thead><tbody>\n");
     for (i, s) in r.peak.top_sites.iter().take(h.max_rows).enumerate() {
         let _ = writeln!(
@@ -586,7 +450,7 @@ fn top_sites(h: &mut Page, r: &Report, charts: &[RenderedChart]) {
             cat_cell(s.category),
             rule_cell(&s.rule),
             fmt_bytes(s.bytes),
-            pct(s.bytes, r.peak.total_bytes)
+            pct(r.peak.by_category.share_pct(s.bytes))
         );
     }
     h.o.push_str("</tbody></table></div>\n");
@@ -598,7 +462,10 @@ fn leaks(h: &mut Page, r: &Report) {
         h.p("Everything allocated was freed.");
         return;
     }
-    h.p("Bytes the program never freed: live at its exit, when its context was destroyed, or when it crashed.");
+    if let Some(n) = words::never_freed(&r.summary.never_freed) {
+        h.p(&format!("Never freed by the program: {}.", esc(&n)));
+    }
+    h.p("Bytes still allocated at the program's exit, when its context was destroyed, or when it crashed.");
     let mut v: Vec<_> = r.leaks.iter().collect();
     v.sort_by_key(|l| std::cmp::Reverse(l.bytes));
     h.o.push_str("<div class=\"scroll\"><table><thead><tr><th class=\"n\">pid</th><th>memory</th><th>when</th><th>category</th><th class=\"n\">bytes</th><th class=\"n\">allocations</th><th>call site</th><th>rule</th></tr></thead><tbody>\n");
@@ -612,7 +479,7 @@ fn leaks(h: &mut Page, r: &Report) {
             h.o,
             "<tr><td class=\"n\">{}</td><td class=\"nw\">{}</td><td>{kind}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td><td>{}</td></tr>",
             l.pid,
-            l.device.map(dev_name).unwrap_or_else(|| "host pinned".into()),
+            l.memory_label(),
             cat_cell(l.category),
             fmt_bytes(l.bytes),
             thousands(l.allocations),
@@ -703,7 +570,7 @@ fn logs(h: &mut Page, r: &Report) {
     h.o.push_str("<div class=\"scroll\"><table><thead><tr><th class=\"n\">time</th><th>line</th><th>category</th><th class=\"n\">logged</th><th>matched allocation</th></tr></thead><tbody>\n");
     for l in r.log_lines.iter().take(h.max_rows) {
         let m = match &l.matched {
-            Some(a) => format!("{} on {} ({})", fmt_bytes(a.size_bytes), dev_name(a.device), site_html(r, a.site, "")),
+            Some(a) => format!("{} on {} ({})", fmt_bytes(a.size_bytes), device_label(a.device), site_html(r, a.site, "")),
             None => "<span class=\"muted\">none (already attributed, or not found)</span>".into(),
         };
         let _ = writeln!(
@@ -728,7 +595,7 @@ fn reconciliation(h: &mut Page, r: &Report) {
         let _ = writeln!(
             h.o,
             "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
-            dev_name(d.device),
+            device_label(d.device),
             thousands(c.readings),
             fmt_bytes(c.runtime_min_bytes),
             fmt_bytes(c.runtime_max_bytes),

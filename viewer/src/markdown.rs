@@ -5,13 +5,17 @@
 //! against a golden file. Strings from the trace only appear inside code spans or escaped.
 
 use crate::charts::charts;
-use crate::colors::{category_hex, VRAM_CATEGORIES};
-use crate::util::{fmt_bytes, pct, per_token, root_process, secs, shell_join, thousands};
+use crate::colors::VRAM_CATEGORIES;
+use crate::markup::{cell_code, cell_text, code, code_block, md_swatch, text};
+use crate::util::{fmt_bytes, pct, per_token, secs, shell_join, thousands};
+use crate::words;
 use std::fmt::Write;
-use vramtrace_analyzer::{Category, Report, Verdict};
+use vramtrace_analyzer::{device_label, Category, Report};
 
 /// OOM failures listed one by one; more are counted.
 const MAX_OOMS: usize = 5;
+/// Growing categories named per GPU.
+const MAX_FITS: usize = 4;
 
 /// The Markdown summary; `repro` is the reproduce line (empty: `vramtrace run -- <command>` from
 /// the traced root process). Links the PNG of every chart by its file name.
@@ -24,14 +28,12 @@ pub fn markdown_summary(report: &Report, repro: &str) -> String {
 pub(crate) fn markdown_with_charts(r: &Report, repro: &str, files: &[(String, String)]) -> String {
     let mut o = String::new();
     let repro = if repro.trim().is_empty() { crate::util::default_repro(r) } else { repro.trim().to_string() };
-    let n_oom = r.ooms.len();
-
     // Title line: the two facts a maintainer looks for first.
     let _ = writeln!(
         o,
         "### vramtrace: peak {} VRAM{}",
         fmt_bytes(r.peak.total_bytes),
-        match n_oom {
+        match r.ooms.len() {
             0 => String::new(),
             1 => ", 1 out-of-memory failure".into(),
             n => format!(", {n} out-of-memory failures"),
@@ -40,10 +42,32 @@ pub(crate) fn markdown_with_charts(r: &Report, repro: &str, files: &[(String, St
     o.push('\n');
     let _ = writeln!(o, "**Reproduce:**\n\n{}", code_block(&repro));
     o.push('\n');
+    environment(&mut o, r);
+    peak(&mut o, r);
+    ooms(&mut o, r);
+    growth(&mut o, r);
+    // Leaks and anomalies: one line each, details in the HTML.
+    if let Some(n) = words::never_freed(&r.summary.never_freed) {
+        let _ = writeln!(o, "Never freed by the program: {n}.\n");
+    }
+    if r.summary.anomaly_count > 0 {
+        let _ = writeln!(o, "Anomalies in the trace: {} (see report.html).\n", thousands(r.summary.anomaly_count));
+    }
 
-    // Environment.
+    if !files.is_empty() {
+        o.push_str("#### Charts\n\nAttach these files from the report directory (GitHub shows PNG, not SVG):\n\n");
+        for (title, file) in files {
+            let _ = writeln!(o, "- [{}]({})", text(title), file);
+        }
+        o.push('\n');
+    }
+    let _ = writeln!(o, "<sub>vramtrace {} · report schema {} · full report: report.html, report.json</sub>", text(&r.vramtrace_version), r.schema_version);
+    o
+}
+
+fn environment(o: &mut String, r: &Report) {
     o.push_str("#### Environment\n\n| | |\n|---|---|\n");
-    if let Some(p) = root_process(r) {
+    if let Some(p) = r.root_process() {
         if !p.cmdline.is_empty() {
             let _ = writeln!(o, "| command | {} |", cell_code(&shell_join(&p.cmdline)));
         }
@@ -55,21 +79,12 @@ pub(crate) fn markdown_with_charts(r: &Report, repro: &str, files: &[(String, St
         let procs: Vec<String> = r
             .processes
             .iter()
-            .map(|p| {
-                let state = if !p.clean_exit {
-                    "crashed or killed"
-                } else if p.truncated {
-                    "exited, trace truncated"
-                } else {
-                    "exited cleanly"
-                };
-                format!("pid {} ({state})", p.pid)
-            })
+            .map(|p| format!("pid {} ({})", p.pid, p.exit_label()))
             .collect();
         let _ = writeln!(o, "| process{} | {} |", if r.processes.len() > 1 { "es" } else { "" }, cell_text(&procs.join(", ")));
     }
     for d in &r.devices {
-        let name = if d.device < 0 { "GPU ?".to_string() } else { format!("GPU {}", d.device) };
+        let name = device_label(d.device);
         let cap = match d.capacity_bytes {
             Some(c) => format!("capacity {} ({})", fmt_bytes(c), d.capacity_source),
             None => "capacity unknown".into(),
@@ -82,35 +97,33 @@ pub(crate) fn markdown_with_charts(r: &Report, repro: &str, files: &[(String, St
         };
         let _ = writeln!(o, "| {name} | {}{}, peak {} |", cell_text(&model), cell_text(&cap), fmt_bytes(d.peak.total_bytes));
     }
-    let host = r.processes.first().map(|p| p.hostname.as_str()).unwrap_or("");
+    let host = r.root_process().map(|p| p.hostname.as_str()).unwrap_or("");
     if !host.is_empty() {
         let _ = writeln!(o, "| host | {} |", cell_code(host));
     }
     let _ = writeln!(o, "| vramtrace | {} |", cell_code(if r.vramtrace_version.is_empty() { "unknown" } else { &r.vramtrace_version }));
     let _ = writeln!(o, "| trace | {}, {} events |", secs(r.duration_ns), thousands(r.events));
     o.push('\n');
+}
 
-    // Peak composition.
+fn peak(o: &mut String, r: &Report) {
     let p = &r.peak;
-    let total = p.by_category.vram_total();
+    let total = p.total_bytes;
     let _ = writeln!(o, "#### Peak VRAM: {} at {} (all GPUs)\n", fmt_bytes(total), secs(p.t_rel_ns));
-    let mut logged = [0u64; Category::COUNT];
-    for l in &r.log_lines {
-        logged[l.category.index()] += l.logged_bytes;
-    }
+    let logged = &r.summary.logged_by_category;
     let with_log = !r.log_lines.is_empty();
     if with_log {
         o.push_str("| category | at the peak | share | runner's log |\n|---|---:|---:|---:|\n");
     } else {
         o.push_str("| category | at the peak | share |\n|---|---:|---:|\n");
     }
-    let mut rows: Vec<Category> = VRAM_CATEGORIES.iter().copied().filter(|&c| p.by_category.get(c) > 0 || logged[c.index()] > 0).collect();
+    let mut rows: Vec<Category> = VRAM_CATEGORIES.iter().copied().filter(|&c| p.by_category.get(c) > 0 || logged.get(c) > 0).collect();
     rows.sort_by_key(|&c| std::cmp::Reverse(p.by_category.get(c)));
     for c in rows {
         let b = p.by_category.get(c);
-        let _ = write!(o, "| {} {} | {} | {} |", swatch(c), c.name(), fmt_bytes(b), pct(b, total));
+        let _ = write!(o, "| {} {} | {} | {} |", md_swatch(c), c.name(), fmt_bytes(b), pct(p.by_category.share_pct(b)));
         if with_log {
-            let l = logged[c.index()];
+            let l = logged.get(c);
             let _ = write!(o, " {} |", if l > 0 { fmt_bytes(l) } else { String::new() });
         }
         o.push('\n');
@@ -121,20 +134,16 @@ pub(crate) fn markdown_with_charts(r: &Report, repro: &str, files: &[(String, St
         let _ = writeln!(o, "\nPinned host memory (not VRAM): peak {}.", fmt_bytes(r.host.peak_bytes));
     }
     o.push('\n');
+}
 
-    // OOM verdicts.
+fn ooms(o: &mut String, r: &Report) {
+    let n_oom = r.ooms.len();
     if n_oom == 0 {
         o.push_str("#### Out-of-memory failures: none\n\n");
     } else {
         let _ = writeln!(o, "#### Out-of-memory failures: {n_oom}\n");
         for f in r.ooms.iter().take(MAX_OOMS) {
-            let verdict = match f.verdict {
-                Verdict::Exhausted => "device full",
-                Verdict::PoolOrFragmentation => "pool or fragmentation",
-                Verdict::NotOutOfMemory => "not out of memory",
-            };
-            let dev = if f.device < 0 { "GPU ?".to_string() } else { format!("GPU {}", f.device) };
-            let _ = write!(o, "- **{verdict}**: {} of {} failed at {} (pid {}, {dev}, result {}).", code(&f.api), fmt_bytes(f.requested_bytes), secs(f.t_rel_ns), f.pid, f.result);
+            let _ = write!(o, "- **{}**: {} of {} failed at {} (pid {}, {}, result {}).", f.verdict.label(), code(&f.api), fmt_bytes(f.requested_bytes), secs(f.t_rel_ns), f.pid, f.memory_label(), f.result);
             match (f.driver_free_bytes, f.driver_total_bytes) {
                 (Some(fr), Some(t)) => {
                     let _ = write!(o, " Free {} of {} ({}).", fmt_bytes(fr), fmt_bytes(t), text(&f.free_source));
@@ -163,135 +172,35 @@ pub(crate) fn markdown_with_charts(r: &Report, repro: &str, files: &[(String, St
         }
         o.push('\n');
     }
+}
 
-    // Growth slope.
+fn growth(o: &mut String, r: &Report) {
     o.push_str("#### Growth per token\n\n");
     let fitted: Vec<_> = r.growth.iter().filter(|g| g.total_fit.is_some() || !g.fits.is_empty()).collect();
     if fitted.is_empty() {
         o.push_str("Not measured (no token-count markers in the trace).\n\n");
     } else {
         for g in fitted {
-            let dev = if g.device < 0 { "GPU ?".to_string() } else { format!("GPU {}", g.device) };
-            let _ = write!(o, "- {dev}:");
-            if let Some(f) = &g.total_fit {
-                let _ = write!(o, " **{}** total (R² {:.3}, {} points)", per_token(f.slope_bytes_per_token), f.r2, g.points.len());
-            }
-            let mut fits: Vec<_> = g.fits.iter().filter(|f| f.fit.slope_bytes_per_token.abs() >= 1.0 && f.category != Category::HostPinned).collect();
-            fits.sort_by(|a, b| b.fit.slope_bytes_per_token.abs().total_cmp(&a.fit.slope_bytes_per_token.abs()));
-            if !fits.is_empty() {
-                let parts: Vec<String> = fits.iter().take(4).map(|f| format!("{} {}", f.category.name(), per_token(f.fit.slope_bytes_per_token))).collect();
-                let _ = write!(o, "; {}", parts.join(", "));
-            }
-            o.push('.');
-            match (g.predicted_max_tokens, g.capacity_bytes) {
-                (Some(t), Some(c)) => {
-                    let _ = write!(o, " Predicted out of memory at ≈ {} tokens (capacity {}).", thousands(t), fmt_bytes(c));
+            let _ = write!(o, "- {} ({} points):", device_label(g.device), g.points.len());
+            let mut parts: Vec<String> = g.total_fit.iter().map(|f| format!("total **{}** (R² {:.3})", per_token(f.slope_bytes_per_token), f.r2)).collect();
+            // The analyzer's order: steepest first.
+            parts.extend(g.fits.iter().filter(|f| f.fit.grows()).take(MAX_FITS).map(|f| format!("{} {}", f.category.name(), words::slope(&f.fit))));
+            let _ = write!(o, " {}.", parts.join("; "));
+            if let Some(t) = g.predicted_max_tokens {
+                let _ = write!(o, " {}", words::sentence(&words::predicted_oom(t)));
+                if let Some(c) = g.capacity_bytes {
+                    let _ = write!(o, " (capacity {})", fmt_bytes(c));
                 }
-                (Some(t), None) => {
-                    let _ = write!(o, " Predicted out of memory at ≈ {} tokens.", thousands(t));
-                }
-                _ => {}
+                o.push('.');
+            }
+            if !g.runtime_included {
+                let _ = write!(o, " {}.", words::sentence(&words::runtime_not_included()));
             }
             if let Some(oo) = &g.oom {
-                let s = crate::html::oom_step(oo);
-                let mut c = s.chars();
-                let s: String = c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default();
-                let _ = write!(o, " {s}.");
+                let _ = write!(o, " {}.", words::sentence(&words::growth_oom(oo)));
             }
             o.push('\n');
         }
         o.push('\n');
-    }
-
-    // Leaks and anomalies: one line each, details in the HTML.
-    let leaked: u64 = r.leaks.iter().filter(|l| l.device.is_some()).map(|l| l.bytes).sum();
-    let anomalies: u64 = r.anomalies.iter().map(|a| a.count).sum();
-    if leaked > 0 || anomalies > 0 {
-        let _ = writeln!(o, "Also: {} of VRAM never freed by the program ({} sites); {} anomal{} in the trace.\n", fmt_bytes(leaked), r.leaks.iter().filter(|l| l.device.is_some()).count(), thousands(anomalies), if anomalies == 1 { "y" } else { "ies" });
-    }
-
-    if !files.is_empty() {
-        o.push_str("#### Charts\n\nAttach these files from the report directory (GitHub shows PNG, not SVG):\n\n");
-        for (title, file) in files {
-            let _ = writeln!(o, "- [{}]({})", text(title), file);
-        }
-        o.push('\n');
-    }
-    let _ = writeln!(o, "<sub>vramtrace {} · report schema {} · full report: report.html, report.json</sub>", text(&r.vramtrace_version), r.schema_version);
-    o
-}
-
-/// A coloured square in the category's colour (GitHub renders `$…$` math; `\color` takes the
-/// same hex as the charts).
-pub(crate) fn swatch(c: Category) -> String {
-    format!("$\\color{{{}}}\\blacksquare$", category_hex(c))
-}
-
-/// An inline code span holding `s` verbatim (fence longer than any backtick run inside).
-pub(crate) fn code(s: &str) -> String {
-    let s: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    let mut run = 0;
-    let mut longest = 0;
-    for ch in s.chars() {
-        if ch == '`' {
-            run += 1;
-            longest = longest.max(run);
-        } else {
-            run = 0;
-        }
-    }
-    let fence = "`".repeat(longest + 1);
-    if s.starts_with('`') || s.ends_with('`') || longest > 0 {
-        format!("{fence} {s} {fence}")
-    } else {
-        format!("{fence}{s}{fence}")
-    }
-}
-
-/// A fenced `sh` block holding one line verbatim (fence longer than any backtick run in it).
-fn code_block(s: &str) -> String {
-    let s: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    let longest = s.split(|c| c != '`').map(str::len).max().unwrap_or(0);
-    let fence = "`".repeat(longest.max(2) + 1);
-    format!("{fence}sh\n{s}\n{fence}")
-}
-
-/// A code span inside a table cell: GFM splits cells on `|` even inside code, so it is escaped.
-pub(crate) fn cell_code(s: &str) -> String {
-    code(s).replace('|', "\\|")
-}
-
-pub(crate) fn cell_text(s: &str) -> String {
-    text(s).replace('|', "\\|")
-}
-
-/// Plain text with Markdown and HTML metacharacters escaped.
-fn text(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for ch in s.chars() {
-        match ch {
-            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '#' | '|' | '$' | '~' => {
-                o.push('\\');
-                o.push(ch);
-            }
-            c if c.is_control() => o.push(' '),
-            c => o.push(c),
-        }
-    }
-    o
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn code_spans_hold_backticks_and_pipes() {
-        assert_eq!(code("ls -l"), "`ls -l`");
-        assert_eq!(code("a`b"), "`` a`b ``");
-        assert_eq!(cell_code("a|b"), "`a\\|b`");
-        assert_eq!(text("a*b_<x>"), "a\\*b\\_\\<x\\>");
-        assert_eq!(code_block("run -- a"), "```sh\nrun -- a\n```");
-        assert_eq!(code_block("x ```` y"), "`````sh\nx ```` y\n`````");
     }
 }

@@ -1,4 +1,5 @@
-//! Small formatting helpers shared by the charts, the HTML and the Markdown.
+//! Small formatting helpers shared by every output: units, times, counts, call-site labels,
+//! shell quoting, and the characters the embedded chart font can draw.
 
 use vramtrace_analyzer::Report;
 
@@ -72,12 +73,9 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
-pub fn pct(part: u64, whole: u64) -> String {
-    if whole == 0 {
-        "–".into()
-    } else {
-        format!("{:.1}%", part as f64 * 100.0 / whole as f64)
-    }
+/// A percentage the analyzer computed (`Categories::share_pct`…), one decimal; `–` for none.
+pub fn pct(p: Option<f64>) -> String {
+    p.map_or_else(|| "–".into(), |p| format!("{p:.1}%"))
 }
 
 /// Bytes per token, in the unit that keeps the number readable (`34.0 KiB/token`).
@@ -139,37 +137,14 @@ pub fn shell_join(args: &[String]) -> String {
     args.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" ")
 }
 
-/// The first traced process: the one whose parent is not traced (earliest start among those).
-pub fn root_process(r: &Report) -> Option<&vramtrace_analyzer::ProcessReport> {
-    let pids: Vec<u32> = r.processes.iter().map(|p| p.pid).collect();
-    r.processes.iter().filter(|p| !pids.contains(&p.ppid)).min_by_key(|p| p.start_ns).or_else(|| r.processes.first())
-}
-
-/// `vramtrace run -- <command line of the root process>`, the default reproduce line.
+/// `vramtrace run -- <command line of the root process>`, the default reproduce line, every
+/// argument quoted for a POSIX shell where it needs it.
 pub fn default_repro(r: &Report) -> String {
-    match root_process(r) {
+    match r.root_process() {
         Some(p) if !p.cmdline.is_empty() => format!("vramtrace run -- {}", shell_join(&p.cmdline)),
         Some(p) if !p.exe.is_empty() => format!("vramtrace run -- {}", shell_quote(&p.exe)),
         _ => "vramtrace run -- <command>".to_string(),
     }
-}
-
-/// Escapes text for HTML element content and attribute values.
-pub fn html_escape(s: &str) -> String {
-    let mut o = String::with_capacity(s.len() + 8);
-    for ch in s.chars() {
-        match ch {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            // Control characters from a hostile command line would make the page invalid.
-            c if c.is_control() && c != '\n' && c != '\t' => o.push('\u{FFFD}'),
-            c => o.push(c),
-        }
-    }
-    o
 }
 
 /// Characters the embedded PNG font has (see assets/README.md); others would draw as boxes.

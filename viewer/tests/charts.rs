@@ -178,7 +178,7 @@ fn composition_top_sites_fragmentation_growth_svgs() {
     assert!(address_map_svg(&r, 0).unwrap().is_some() && address_map_svg(&r, 1).unwrap().is_none());
 
     let s = svg_of(&r, "growth-gpu0");
-    for t in ["Growth per context token — GPU 0", "context tokens (marker 'tokens')", "predicted OOM ≈ 51,681 tokens", "OOM in the step to 33,792 tokens", "scratch_pool", "34.0 KiB/token (R² 1.00)"] {
+    for t in ["Growth per context token — GPU 0", "context tokens (marker 'tokens')", "predicted OOM ≈ 51,681 tokens", "OOM in the step to 33,792 tokens", "scratch_pool", "34.0 KiB/token (R² 1.000)"] {
         assert!(s.has_text(t), "growth: missing {t:?} in {:?}", s.texts);
     }
     assert!(s.fills.contains(&category_hex(Category::ScratchPool)), "growth points in the category colour");

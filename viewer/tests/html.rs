@@ -51,7 +51,7 @@ fn sections_figures_and_numbers() {
     // Header facts.
     assert!(html.contains("vramtrace report: llama-server"));
     assert!(html.contains("/opt/llama.cpp/build/bin/llama-server"));
-    assert!(html.contains("crashed / killed"));
+    assert!(html.contains("crashed or killed"), "the exit in the words of every output");
     assert!(html.contains("NVIDIA GeForce RTX 4070, CUDA driver 12.9"), "the GPU as the driver named it");
     assert!(html.contains("12.00 GiB") && html.contains("cuMemGetInfo"));
     // OOM post-mortem with its verdict and numbers.

@@ -43,6 +43,7 @@ impl Engine<'_> {
             growth: gpu_ix.iter().filter_map(|&(dev, si)| self.growth_report(dev, si)).collect(),
             log_lines: self.log_matches(),
             warnings,
+            summary: Summary::default(),
         }
     }
 

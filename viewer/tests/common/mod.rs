@@ -71,6 +71,13 @@ fn point(t_rel: u64, c: Categories, vmm_reserved: u64) -> TimelinePoint {
 /// The fixed report: one llama-server-like process on a 12 GiB GPU that runs out of memory
 /// at 52 s while the context grows.
 pub fn fixed_report() -> Report {
+    let mut r = fixed_report_raw();
+    // The analyzer's finalizing pass, as `analyze` runs it: the summary figures and fit order.
+    vramtrace_analyzer::summary::finalize(&mut r);
+    r
+}
+
+fn fixed_report_raw() -> Report {
     let cmdline: Vec<String> = ["llama-server", "-m", "models/Qwen3 8B Q4_K_M.gguf", "-c", "32768", "-ngl", "99", EVIL_ARG].iter().map(|s| s.to_string()).collect();
     let process = ProcessReport {
         pid: 4242,
@@ -288,6 +295,7 @@ pub fn fixed_report() -> Report {
             LogMatch { t_ns: T0 + 5 * SEC, t_rel_ns: 5 * SEC, pid: Some(4242), line: "llama_context:      CUDA0 compute buffer size =   480.00 MiB".into(), category: Category::Compute, device: Some(0), logged_bytes: 480 * MIB, matched: None },
         ],
         warnings: vec!["symbol file /opt/<missing>.so not found".into()],
+        summary: Summary::default(),
     }
 }
 

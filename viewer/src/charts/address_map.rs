@@ -4,13 +4,12 @@
 //! compressed: each run of occupied addresses keeps its true extent, and the empty space between
 //! runs is cut down to a thin separator. Layout only; every number comes from the report.
 
-use crate::charts::{axis_num, draw_legend, frame, item, DResult, Swatch, Tx};
-use crate::colors::category_color;
-use crate::util::TimeUnit;
+use super::frame::{axis_num, draw_legend, font, frame, item, DResult, Swatch, Tx};
+use crate::colors::{category_color, marks};
+use crate::util::{fmt_bytes, TimeUnit};
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use crate::util::fmt_bytes;
-use vramtrace_analyzer::{Category, DeviceReport, Report};
+use vramtrace_analyzer::{AddressSpan, Category, DeviceReport, Report};
 
 /// Runs of occupied addresses: (start, end, y offset of start on the compressed axis, scale).
 pub(crate) struct Layout {
@@ -60,7 +59,7 @@ pub fn has_address_map(d: &DeviceReport) -> bool {
     !d.address_map.spans.is_empty()
 }
 
-pub(crate) fn draw_address_map<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &Report, d: &DeviceReport, title: &str, tx: Tx) -> DResult
+pub(super) fn draw_address_map<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, r: &Report, d: &DeviceReport, title: &str, tx: Tx) -> DResult
 where
     DB::ErrorType: 'static,
 {
@@ -87,17 +86,17 @@ where
         .configure_mesh()
         .disable_y_mesh()
         .max_light_lines(2)
-        .light_line_style(crate::colors::marks::GRID_LIGHT)
-        .bold_line_style(crate::colors::marks::GRID)
+        .light_line_style(marks::GRID_LIGHT)
+        .bold_line_style(marks::GRID)
         .y_labels(0)
-        .label_style(crate::charts::font(14.0))
-        .axis_desc_style(crate::charts::font(15.0))
+        .label_style(font(14.0))
+        .axis_desc_style(font(15.0))
         .x_desc(format!("time since trace start ({})", tu.name))
         .y_desc("device address (runs of used space)")
         .x_label_formatter(&|v| axis_num(*v))
         .draw()?;
     let x_end = tu.v(end);
-    let rect = |s: &vramtrace_analyzer::AddressSpan| {
+    let rect = |s: &AddressSpan| {
         let x0 = tu.v(s.start_rel_ns);
         let x1 = s.end_rel_ns.map_or(x_end, |e| tu.v(e)).max(x0);
         let (y0, y1) = (layout.y(s.ptr), layout.y(s.ptr.saturating_add(s.size).saturating_sub(1)));
@@ -126,9 +125,9 @@ where
             continue;
         }
         labelled.push(y);
-        chart.draw_series(std::iter::once(PathElement::new(vec![(0.0, y), (x_end, y)], crate::colors::marks::GRID.stroke_width(1))))?;
+        chart.draw_series(std::iter::once(PathElement::new(vec![(0.0, y), (x_end, y)], marks::GRID.stroke_width(1))))?;
         let text = tx.s(&format!("{start:#x}"));
-        chart.draw_series(std::iter::once(Text::new(text, (x_end * 0.005, y + layout.height * 0.005), crate::charts::font(12.0))))?;
+        chart.draw_series(std::iter::once(Text::new(text, (x_end * 0.005, y + layout.height * 0.005), font(12.0))))?;
     }
     let mut items = Vec::new();
     for cat in Category::ALL {

@@ -1,0 +1,79 @@
+//! One wording per figure: the phrases the terminal summary, report.html, summary.md and the
+//! charts share, so a reader finds the same words and numbers in each. Labels without numbers
+//! (devices, verdicts, process exits) are the analyzer's own (`device_label`, `Verdict::label`,
+//! `ProcessReport::exit_label`).
+
+use crate::util::{fmt_bytes, per_token, secs, thousands};
+use vramtrace_analyzer::{Fit, GrowthOom, NeverFreed};
+
+/// What every output says when no driver reading gave the runtime overhead, and why.
+pub const RUNTIME_NOT_INCLUDED: &str = "runtime overhead not included";
+pub const NO_DRIVER_READING: &str = "no driver reading";
+
+/// `runtime overhead not included (no driver reading)`.
+pub fn runtime_not_included() -> String {
+    format!("{RUNTIME_NOT_INCLUDED} ({NO_DRIVER_READING})")
+}
+
+/// `1 call site`, `5 call sites`.
+pub fn count(n: u64, what: &str) -> String {
+    format!("{} {what}{}", thousands(n), if n == 1 { "" } else { "s" })
+}
+
+/// `5.55 GiB of VRAM from 5 call sites; 16.00 MiB of pinned host memory from 1 call site` (each
+/// part only when there is something); `None` when everything was freed.
+pub fn never_freed(n: &NeverFreed) -> Option<String> {
+    let mut parts = Vec::new();
+    if n.vram_bytes > 0 {
+        parts.push(format!("{} of VRAM from {}", fmt_bytes(n.vram_bytes), count(n.vram_sites, "call site")));
+    }
+    if n.host_pinned_bytes > 0 {
+        parts.push(format!("{} of pinned host memory from {}", fmt_bytes(n.host_pinned_bytes), count(n.host_pinned_sites, "call site")));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+/// A fitted slope with its quality: `34.0 KiB/token (R² 0.999)`.
+pub fn slope(f: &Fit) -> String {
+    format!("{} (R² {:.3})", per_token(f.slope_bytes_per_token), f.r2)
+}
+
+/// `predicted out of memory at ≈ 51,681 tokens`.
+pub fn predicted_oom(tokens: u64) -> String {
+    format!("predicted out of memory at ≈ {} tokens", thousands(tokens))
+}
+
+/// "an allocation failed in the step to N tokens (last completed step: M tokens)".
+pub fn growth_oom(o: &GrowthOom) -> String {
+    let mut s = match o.step_tokens {
+        Some(t) => format!("an allocation failed in the step to {} tokens", thousands(t.max(0) as u64)),
+        None => format!("an allocation failed outside any step, at {}", secs(o.t_rel_ns)),
+    };
+    if let Some(t) = o.last_completed_tokens {
+        s.push_str(&format!(" (last completed step: {} tokens)", thousands(t.max(0) as u64)));
+    }
+    s
+}
+
+/// `s` with its first letter upper-cased (a phrase above at the start of a sentence).
+pub fn sentence(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phrases() {
+        assert_eq!(count(1, "call site"), "1 call site");
+        assert_eq!(count(1200, "call site"), "1,200 call sites");
+        assert_eq!(never_freed(&NeverFreed::default()), None);
+        let n = NeverFreed { vram_bytes: 3 << 30, vram_sites: 5, host_pinned_bytes: 16 << 20, host_pinned_sites: 1 };
+        assert_eq!(never_freed(&n).unwrap(), "3.00 GiB of VRAM from 5 call sites; 16.00 MiB of pinned host memory from 1 call site");
+        assert_eq!(slope(&Fit { intercept_bytes: 0.0, slope_bytes_per_token: 32768.0, r2: 1.0 }), "32.0 KiB/token (R² 1.000)");
+        let o = GrowthOom { t_ns: 0, t_rel_ns: 0, step_tokens: Some(33792), last_completed_tokens: Some(32768) };
+        assert_eq!(sentence(&growth_oom(&o)), "An allocation failed in the step to 33,792 tokens (last completed step: 32,768 tokens)");
+    }
+}
