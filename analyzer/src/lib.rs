@@ -137,3 +137,24 @@ pub fn analyze(loaded: &Loaded, opts: &Options) -> Report {
     summary::finalize(&mut report);
     report
 }
+
+/// An I/O error as one short lowercase phrase (`no such file or directory`), the same in every
+/// command's messages.
+pub fn io_message(e: &std::io::Error) -> String {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        NotFound => "no such file or directory".into(),
+        PermissionDenied => "permission denied".into(),
+        IsADirectory => "is a directory".into(),
+        _ => match e.raw_os_error() {
+            // "Disk quota exceeded (os error 122)" → "disk quota exceeded"
+            Some(_) => {
+                let s = e.to_string();
+                let s = s.split(" (os error").next().unwrap_or(&s).to_string();
+                let mut c = s.chars();
+                c.next().map(|f| f.to_lowercase().chain(c).collect()).unwrap_or_default()
+            }
+            None => e.to_string(),
+        },
+    }
+}

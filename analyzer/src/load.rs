@@ -212,10 +212,10 @@ pub fn load_traces(paths: &[PathBuf]) -> Result<Loaded, Error> {
     let mut traces: Vec<(PathBuf, bool)> = Vec::new();
     let mut sides: Vec<(SideFile, PathBuf)> = Vec::new();
     for p in paths {
-        let meta = std::fs::metadata(p).map_err(|e| Error::Io(format!("{}: {e}", p.display())))?;
+        let meta = std::fs::metadata(p).map_err(|e| Error::Io(format!("{}: {}", p.display(), crate::io_message(&e))))?;
         if meta.is_dir() {
             let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
-                .map_err(|e| Error::Io(format!("{}: {e}", p.display())))?
+                .map_err(|e| Error::Io(format!("{}: {}", p.display(), crate::io_message(&e))))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .collect();
             entries.sort();

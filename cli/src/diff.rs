@@ -12,7 +12,7 @@ use crate::report::spinner;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use vramtrace_analyzer::diff::{diff as compare, Amount, DiffOptions};
-use vramtrace_analyzer::{analyze, load, parse_size, Category, Options, Report, Rules};
+use vramtrace_analyzer::{analyze, io_message, load, parse_size, Category, Options, Report, Rules};
 
 #[derive(clap::Args)]
 pub struct DiffArgs {
@@ -70,9 +70,9 @@ enum Input {
 }
 
 fn classify(p: &Path) -> Result<Input, String> {
-    let meta = std::fs::metadata(p).map_err(|e| format!("{}: {}", p.display(), io_msg(&e)))?;
+    let meta = std::fs::metadata(p).map_err(|e| format!("{}: {}", p.display(), io_message(&e)))?;
     if meta.is_dir() {
-        let rd = std::fs::read_dir(p).map_err(|e| format!("{}: {}", p.display(), io_msg(&e)))?;
+        let rd = std::fs::read_dir(p).map_err(|e| format!("{}: {}", p.display(), io_message(&e)))?;
         let has_trace = rd.filter_map(|e| e.ok()).any(|e| e.path().extension().is_some_and(|x| x == "vtr"));
         if has_trace {
             return Ok(Input::Traces);
@@ -83,7 +83,7 @@ fn classify(p: &Path) -> Result<Input, String> {
     }
     // By content: the trace magic, else JSON; the extension only for a damaged trace.
     let mut head = [0u8; 64];
-    let n = std::io::Read::read(&mut std::fs::File::open(p).map_err(|e| format!("{}: {}", p.display(), io_msg(&e)))?, &mut head).map_err(|e| format!("{}: {}", p.display(), io_msg(&e)))?;
+    let n = std::io::Read::read(&mut std::fs::File::open(p).map_err(|e| format!("{}: {}", p.display(), io_message(&e)))?, &mut head).map_err(|e| format!("{}: {}", p.display(), io_message(&e)))?;
     if n >= 8 && head[..8] == vramtrace_trace::record::MAGIC {
         Ok(Input::Traces)
     } else if head[..n].iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
@@ -95,15 +95,8 @@ fn classify(p: &Path) -> Result<Input, String> {
     }
 }
 
-fn io_msg(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::NotFound => "no such file or directory".into(),
-        _ => e.to_string(),
-    }
-}
-
 fn read_report(p: &Path) -> Result<Report, String> {
-    let bytes = std::fs::read(p).map_err(|e| format!("{}: {}", p.display(), io_msg(&e)))?;
+    let bytes = std::fs::read(p).map_err(|e| format!("{}: {}", p.display(), io_message(&e)))?;
     Report::from_json(&bytes).map_err(|e| format!("{}: {e}", p.display()))
 }
 

@@ -89,3 +89,15 @@ pub fn trace_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     }
     Ok(out)
 }
+
+/// Warnings go to stderr, each once, as `vramtrace: warning: …` (a long list is cut; the report
+/// keeps every one).
+pub fn warn_all(warnings: &[String]) {
+    const SHOWN: usize = 20;
+    for w in warnings.iter().take(SHOWN) {
+        eprintln!("vramtrace: warning: {w}");
+    }
+    if warnings.len() > SHOWN {
+        eprintln!("vramtrace: warning: … and {} more (all of them are in report.json)", warnings.len() - SHOWN);
+    }
+}

@@ -25,7 +25,6 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use vramtrace_analyzer::{analyze, load, Options};
-use vramtrace_trace::api::cu;
 use vramtrace_trace::clock::monotonic_ns as mono_ns;
 use vramtrace_trace::side::{self, SideMarker};
 use vramtrace_viewer::sweep::{growth_summary, steps_table, SweepStep};
@@ -302,8 +301,7 @@ impl Markers {
 /// Whether some traced process in `out` had a device allocation fail with out-of-memory between
 /// `t0` and `t1` (the shim has written every event by the time its call returned).
 fn oom_in_trace(out: &Path, t0: u64, t1: u64) -> bool {
-    let Ok(l) = vramtrace_analyzer::load_traces(&[out.to_path_buf()]) else { return false };
-    l.traces.iter().any(|t| t.events().any(|e| e.result == cu::ERROR_OUT_OF_MEMORY && e.device >= 0 && (t0..=t1).contains(&{ e.t_ns })))
+    vramtrace_analyzer::load_traces(&[out.to_path_buf()]).is_ok_and(|l| l.device_oom_between(t0, t1))
 }
 
 // ---- the server -----------------------------------------------------------------------------

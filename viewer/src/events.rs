@@ -3,6 +3,7 @@
 
 use serde_json::{json, Map, Value};
 use std::fmt::Write;
+use vramtrace_trace::side::SideMarker;
 use vramtrace_trace::{result_name, Api, EventRec, Fields, Marker};
 
 /// How `vramtrace events` prints.
@@ -28,6 +29,15 @@ pub fn marker_line(pid: u32, base_ns: u64, m: &Marker, format: Format) -> String
     match format {
         Format::Json => json!({"t_ns": m.t_ns, "pid": pid, "tid": m.tid, "api": "marker", "label": m.label, "value": m.value}).to_string(),
         Format::Text => format!("{:>12.6}s pid {pid} tid {} marker {:?} = {}", rel(m.t_ns, base_ns), m.tid, m.label, m.value),
+    }
+}
+
+/// A marker from a side file (`markers-*.jsonl`): no process, no thread; `base_ns` is the
+/// earliest trace start, for the text form.
+pub fn side_marker_line(base_ns: u64, m: &SideMarker, format: Format) -> String {
+    match format {
+        Format::Json => json!({"t_ns": m.t_ns, "pid": null, "api": "marker", "label": m.label, "value": m.value, "source": "sidecar"}).to_string(),
+        Format::Text => format!("{:>12.6}s side file marker {:?} = {}", rel(m.t_ns, base_ns), m.label, m.value),
     }
 }
 
@@ -110,5 +120,8 @@ mod tests {
         let m = Marker { t_ns: 2_000_000_000, value: 512, tid: 7, stack_id: 0, label: "tokens".into() };
         assert_eq!(marker_line(7, 0, &m, Format::Text), "    2.000000s pid 7 tid 7 marker \"tokens\" = 512");
         assert_eq!(marker_line(7, 0, &m, Format::Json), r#"{"api":"marker","label":"tokens","pid":7,"t_ns":2000000000,"tid":7,"value":512}"#);
+        let s = SideMarker { t_ns: 3_000_000_000, label: "prompt_tokens".into(), value: 9 };
+        assert_eq!(side_marker_line(1_000_000_000, &s, Format::Text), "    2.000000s side file marker \"prompt_tokens\" = 9");
+        assert_eq!(side_marker_line(0, &s, Format::Json), r#"{"api":"marker","label":"prompt_tokens","pid":null,"source":"sidecar","t_ns":3000000000,"value":9}"#);
     }
 }
