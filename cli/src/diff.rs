@@ -1,4 +1,4 @@
-//! `vramtrace diff OLD NEW`: what changed between two runs (issue 7), and a CI gate.
+//! `vramtrace diff OLD NEW`: what changed between two runs, and a CI gate.
 //!
 //! Each side is a trace file, a directory of traces (a `vramtrace run --out` directory), or a
 //! report.json (`vramtrace report --json FILE`, or a `report -o DIR` directory holding one).
@@ -8,11 +8,11 @@
 //! Exit codes: 0; 1 when a gate limit is exceeded, with one line on stderr; 2 on any error
 //! (main.rs).
 
-use crate::report::spinner;
+use crate::common::{load_and_analyze, options, prepare_out_dir, JsonTarget};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use vramtrace_analyzer::diff::{diff as compare, Amount, DiffOptions};
-use vramtrace_analyzer::{analyze, io_message, load, parse_size, Category, Options, Report, Rules};
+use vramtrace_analyzer::{io_message, parse_size, Category, Options, Report};
 
 #[derive(clap::Args)]
 pub struct DiffArgs {
@@ -23,9 +23,12 @@ pub struct DiffArgs {
     /// Write diff.html, diff.md, diff.json and the charts (SVG and PNG) into this directory.
     #[arg(long, short = 'o')]
     pub out: Option<PathBuf>,
-    /// Write the diff as JSON (schema: docs/diff-schema.md).
+    /// Write the diff as JSON (schema: docs/diff-schema.md); `-` for standard output.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Replace the --json file if it exists.
+    #[arg(long)]
+    pub force: bool,
     /// Changes smaller than this are noise, reported as unchanged: a size (2MiB) or a percentage
     /// of the old peak (1%). Default: the larger of 1 MiB and 0.5% of the old peak.
     #[arg(long, value_parser = parse_amount, value_name = "SIZE|PCT")]
@@ -109,27 +112,15 @@ fn side(p: &Path, opts: &Options, rules_given: bool) -> Result<Report, String> {
             }
             read_report(&rp)
         }
-        Input::Traces => {
-            let pb = spinner(&format!("reading {}", p.display()));
-            let loaded = load(&[p.to_path_buf()]).map_err(|e| {
-                pb.finish_and_clear();
-                e.to_string()
-            })?;
-            pb.set_message(format!("analyzing {}", p.display()));
-            let report = analyze(&loaded, opts);
-            pb.finish_and_clear();
-            for w in &loaded.warnings {
-                eprintln!("vramtrace: warning: {}: {w}", p.display());
-            }
-            Ok(report)
-        }
+        Input::Traces => load_and_analyze(&[p.to_path_buf()], opts, &p.display().to_string()),
     }
 }
 
 pub fn diff(args: DiffArgs) -> Result<ExitCode, String> {
-    let mut opts = Options::default();
-    if let Some(r) = &args.rules {
-        opts.rules = Some(Rules::load(r).map_err(|e| e.to_string())?);
+    let opts = options(args.rules.as_deref(), None)?;
+    let json = args.json.as_deref().map(|j| JsonTarget::check(j, args.force)).transpose()?;
+    if let Some(dir) = &args.out {
+        prepare_out_dir(dir)?;
     }
     let old = side(&args.old, &opts, args.rules.is_some())?;
     let new = side(&args.new, &opts, args.rules.is_some())?;
@@ -141,16 +132,15 @@ pub fn diff(args: DiffArgs) -> Result<ExitCode, String> {
         max_increase: args.max_increase.clone(),
     };
     let d = compare(&old, &new, &dopts);
-    print!("{}", vramtrace_viewer::diff::diff_terminal(&d));
+    if !json.as_ref().is_some_and(JsonTarget::is_stdout) {
+        print!("{}", vramtrace_viewer::diff::diff_terminal(&d));
+    }
     if let Some(dir) = &args.out {
         let written = vramtrace_viewer::diff::render_diff(vramtrace_viewer::diff::DiffInput { diff: &d, old: &old, new: &new }, dir).map_err(|e| e.to_string())?;
         eprintln!("vramtrace: diff written to {} ({} files)", written.html.display(), written.files().len());
     }
-    if let Some(path) = &args.json {
-        let mut js = serde_json::to_string_pretty(&d).map_err(|e| format!("{}: {e}", path.display()))?;
-        js.push('\n');
-        std::fs::write(path, js).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        eprintln!("vramtrace: JSON diff written to {}", path.display());
+    if let Some(target) = &json {
+        target.write(&d, "JSON diff")?;
     }
     match d.gate_failure() {
         Some(line) => {

@@ -11,7 +11,7 @@ pub fn events(paths: &[PathBuf], json: bool, symbols: bool) -> Result<ExitCode, 
     let loaded = if symbols { load(paths) } else { load_traces(paths) }.map_err(|e| e.to_string())?;
     let mut warnings = loaded.warnings.clone();
     warnings.extend(loaded.symbols.warnings.iter().cloned());
-    crate::warn_all(&warnings);
+    crate::common::warn_all(&warnings);
     let format = if json { Format::Json } else { Format::Text };
     let first_start = loaded.traces.iter().map(|t| t.info.mono_ns).filter(|&t| t > 0).min().unwrap_or(0);
     let mut out = BufWriter::new(std::io::stdout().lock());

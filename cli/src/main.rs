@@ -1,17 +1,10 @@
-//! `vramtrace`: the one command line. Thin by design — it parses arguments and wires the crates
-//! together: `run` (shim + child process), `events` (trace → lines), `report` (analyzer → viewer),
-//! `sweep` and `diff`.
-
-mod diff;
-mod events;
-mod report;
-mod run;
-mod shim;
-mod sweep;
+//! `vramtrace`: the one command line. It parses arguments and calls the command (the commands
+//! live in this crate's library, `src/lib.rs`); errors are one line on stderr and exit code 2.
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use vramtrace_cli::{diff, events, report, run, shim, sweep};
 
 #[derive(Parser)]
 #[command(name = "vramtrace", version, about = "Explain every byte of GPU memory a CUDA program uses")]
@@ -65,39 +58,5 @@ fn main() -> ExitCode {
             eprintln!("vramtrace: {e}");
             ExitCode::from(2)
         }
-    }
-}
-
-/// Expands directories into their `*.vtr` files (sorted), keeps files as given.
-pub fn trace_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
-    let mut out = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            let rd = std::fs::read_dir(p).map_err(|e| format!("{}: {e}", p.display()))?;
-            let mut v: Vec<PathBuf> =
-                rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "vtr")).collect();
-            v.sort();
-            if v.is_empty() {
-                return Err(format!("{}: no .vtr trace files in this directory", p.display()));
-            }
-            out.extend(v);
-        } else if p.exists() {
-            out.push(p.clone());
-        } else {
-            return Err(format!("{}: no such file or directory", p.display()));
-        }
-    }
-    Ok(out)
-}
-
-/// Warnings go to stderr, each once, as `vramtrace: warning: …` (a long list is cut; the report
-/// keeps every one).
-pub fn warn_all(warnings: &[String]) {
-    const SHOWN: usize = 20;
-    for w in warnings.iter().take(SHOWN) {
-        eprintln!("vramtrace: warning: {w}");
-    }
-    if warnings.len() > SHOWN {
-        eprintln!("vramtrace: warning: … and {} more (all of them are in report.json)", warnings.len() - SHOWN);
     }
 }

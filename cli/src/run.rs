@@ -184,7 +184,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode, String> {
     unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
     let code = traced.wait()?;
     let out = out.path;
-    let files = crate::trace_files(std::slice::from_ref(&out)).unwrap_or_default();
+    let files = crate::common::trace_files(std::slice::from_ref(&out)).unwrap_or_default();
     if files.is_empty() {
         eprintln!(
             "vramtrace: no CUDA driver call was recorded (output in {}): the program made no memory call the shim records, \

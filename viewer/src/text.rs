@@ -2,6 +2,7 @@
 //! (peak by category), why allocations failed (one line per OOM), who allocated (top call
 //! sites), growth per token, what was never freed, and how many anomalies. Formatting only:
 //! every number comes from the report, in the words the other outputs use ([`crate::words`]).
+//! The report's warnings are not repeated here: the command prints them on stderr, once.
 
 use crate::util::{clip, fmt_bytes, pct, secs, shell_join, site_label, thousands};
 use crate::words;
@@ -12,7 +13,6 @@ const WIDTH: usize = 140;
 /// Rows listed per section; the rest are counted.
 const TOP_SITES: usize = 8;
 const OOMS: usize = 10;
-const WARNINGS: usize = 5;
 
 fn bar(part: u64, whole: u64, width: usize) -> String {
     if whole == 0 {
@@ -43,12 +43,6 @@ pub fn terminal_summary(r: &Report) -> String {
         let _ = writeln!(o, "\nAnomalies: {} ({})", thousands(r.summary.anomaly_count), kinds.join(", "));
     } else {
         let _ = writeln!(o, "\nAnomalies: 0");
-    }
-    for w in r.warnings.iter().take(WARNINGS) {
-        let _ = writeln!(o, "warning: {}", clip(w, WIDTH));
-    }
-    if r.warnings.len() > WARNINGS {
-        let _ = writeln!(o, "warning: … and {} more", r.warnings.len() - WARNINGS);
     }
     o
 }

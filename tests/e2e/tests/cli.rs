@@ -156,3 +156,54 @@ fn a_truncated_or_corrupted_trace_is_read_up_to_the_damage() {
     assert!(err.contains("corrupt record at byte offset"), "{err}");
     assert!(!err.contains("panicked"));
 }
+
+#[test]
+fn output_paths_are_checked_before_the_analysis() {
+    let run = traced(command(&runner("linked"), &[]));
+    let trace = run.dir.path().to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // -o naming an existing file: refused up front, nothing analysed (no summary printed).
+    let file = dir.path().join("taken");
+    std::fs::write(&file, "keep me").unwrap();
+    let out = vt(&["report", trace, "-o", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), format!("vramtrace: {}: exists and is not a directory", file.display()));
+    assert!(out.stdout.is_empty(), "refused before the analysis");
+    // --json over an existing file needs --force; the file is untouched without it.
+    let out = vt(&["report", trace, "--json", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pass --force to replace it"));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
+    let out = vt(&["report", trace, "--json", file.to_str().unwrap(), "--force"]);
+    assert!(out.status.success());
+    assert!(serde_json::from_slice::<serde_json::Value>(&std::fs::read(&file).unwrap()).is_ok());
+    // --json - is standard output, and nothing else goes there.
+    let out = vt(&["report", trace, "--json", "-"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is the JSON report alone");
+    assert_eq!(v["schema_version"], 1);
+    assert!(!dir.path().join("-").exists() && !std::path::Path::new("-").exists(), "no file named -");
+    // A capacity of 0 is refused.
+    let out = vt(&["report", trace, "--vram", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("more than 0 bytes"));
+}
+
+#[test]
+fn warnings_go_to_stderr_once() {
+    let run = traced(command(&runner("linked"), &[]));
+    let t = run.trace();
+    let data = std::fs::read(&t.path).unwrap();
+    let end = data.iter().rposition(|&b| b != 0).unwrap() + 1;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cut.vtr"), &data[..end - 50]).unwrap();
+    for cmd in [&["report"][..], &["events"][..]] {
+        let out = vt(&[cmd, &[dir.path().to_str().unwrap()]].concat());
+        assert!(out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        let warnings: Vec<&str> = err.lines().filter(|l| l.contains("events before it")).collect();
+        assert_eq!(warnings.len(), 1, "{cmd:?}: {err}");
+        assert!(warnings[0].starts_with("vramtrace: warning: "), "{cmd:?}: {err}");
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("events before it"), "{cmd:?}: not on stdout");
+    }
+}

@@ -1,4 +1,4 @@
-//! `vramtrace sweep` end to end (issue 6): the mock OpenAI-compatible server (tests/mock-server)
+//! `vramtrace sweep` end to end: the mock OpenAI-compatible server (tests/mock-server)
 //! runs under the shim on the fake driver, allocating like llama-server — weights, KV and compute
 //! up front, a VMM pool grown by a configured number of bytes per prompt token — and the sweep's
 //! report must recover that slope and the context length at which the device runs out.
@@ -306,7 +306,8 @@ fn server_dying_mid_sweep_gives_a_partial_report() {
     let out = s.stdout();
     assert!(out.contains("4 of 6 step(s) completed") && out.contains("steps 6..6 not run: the sweep stopped at step 5"), "{out}");
     assert!(out.contains("server died: signal 6 (abort)"), "{out}");
-    assert!(s.stderr().contains("dying as asked") && s.stderr().contains("server had exited (signal 6 (abort))"), "{}", s.both());
+    // Reported once, as the step's result; not again when the sweep stops the server.
+    assert!(s.stderr().contains("dying as asked") && !s.stderr().contains("server had exited"), "{}", s.both());
     let g = s.growth();
     assert_eq!(g["points"].as_array().unwrap().len(), 4);
     assert!(rel_err(slope(&g, "scratch_pool"), BPT as f64) < 0.01, "{g}");
@@ -452,6 +453,60 @@ fn no_server_at_the_url_is_a_clear_error() {
     let e = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{e}");
     assert!(e.contains("did not answer within 2 s") && e.contains("raise --startup-timeout"), "{e}");
+}
+
+#[test]
+fn waiting_says_so_at_once_and_keeps_its_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Instant::now();
+    let out = bounded(sweep_cmd(free_port(), dir.path(), 8 << 30, &["--startup-timeout", "2"]), 30);
+    let took = t.elapsed();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.starts_with("vramtrace: waiting up to 2 s for the server to answer at http://127.0.0.1:"), "{e}");
+    // Each probe is cut to the time left, so the wait ends near its deadline, not a probe later.
+    assert!(took < Duration::from_millis(4500), "a 2 s startup timeout took {took:?}");
+}
+
+#[test]
+fn a_server_that_is_not_openai_compatible_is_named_at_once() {
+    // Python's http.server answers 404 to /health and /v1/models in an empty directory.
+    let port = free_port();
+    let root = tempfile::tempdir().unwrap();
+    let mut server = Command::new("python3")
+        .args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string()])
+        .current_dir(root.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "http.server never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = bounded(sweep_cmd(port, dir.path(), 8 << 30, &["--startup-timeout", "60"]), 30);
+    let _ = server.kill();
+    let _ = server.wait();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{e}");
+    assert!(e.contains("answers HTTP but is not an OpenAI-compatible server (/health: HTTP 404; /v1/models: HTTP 404"), "{e}");
+}
+
+#[test]
+fn impossible_plans_and_values_are_refused_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, says) in [
+        (&["--steps", "1000000", "--from", "1", "--to", "2"][..], "--steps 1000000: at most 2"),
+        (&["--from", "-3"][..], "\"-3\" is not a whole number of at least 1"),
+        (&["--steps", "0"][..], "\"0\" is not a whole number of at least 1"),
+        (&["--vram", "0"][..], "a device capacity must be more than 0 bytes"),
+    ] {
+        let out = bounded(sweep_cmd(free_port(), dir.path(), 8 << 30, args), 30);
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {e}");
+        assert!(e.contains(says) && !e.contains("-- -3"), "{args:?}: {e}");
+    }
 }
 
 /// Growth from the shim's own markers in an ordinary run: llama_shaped calls
