@@ -1,8 +1,11 @@
 //! Loaded objects, read from the dynamic loader (`dl_iterate_phdr`): which object holds an
 //! address, and the module records (path, load bias, extent, GNU build-id) that let the analyzer
 //! symbolize stacks offline, on another machine, later.
+//!
+//! Every function here calls into the loader: never with a shim lock held.
 
 use std::ffi::{c_int, c_void, CStr, CString};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub struct Object {
     pub base: usize,
@@ -20,9 +23,15 @@ pub fn for_each(mut f: impl FnMut(Object) -> bool) {
         f: &'a mut dyn FnMut(Object) -> bool,
         index: usize,
     }
+    /// # Safety
+    /// Called by `dl_iterate_phdr` with a valid `info` and the `Ctx` passed below as `data`.
     unsafe extern "C" fn cb(info: *mut libc::dl_phdr_info, _size: usize, data: *mut c_void) -> c_int {
+        // SAFETY: `data` is the `&mut Ctx` handed to dl_iterate_phdr below, alive and not
+        // otherwise borrowed during the iteration.
         let ctx = unsafe { &mut *(data as *mut Ctx) };
+        // SAFETY: the loader passes a valid dl_phdr_info for the duration of the callback.
         let info = unsafe { &*info };
+        // SAFETY: dlpi_phdr points to dlpi_phnum program headers of a loaded object.
         let phdrs = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize) };
         let base = info.dlpi_addr as usize;
         let (mut start, mut end) = (usize::MAX, 0);
@@ -35,6 +44,8 @@ pub fn for_each(mut f: impl FnMut(Object) -> bool) {
                     end = end.max(base + (ph.p_vaddr + ph.p_memsz) as usize);
                 }
                 libc::PT_NOTE if build_id_len == 0 => {
+                    // SAFETY: a PT_NOTE segment of a loaded object is mapped readable at its
+                    // load address for p_memsz bytes.
                     let notes = unsafe { std::slice::from_raw_parts((base + ph.p_vaddr as usize) as *const u8, ph.p_memsz as usize) };
                     if let Some(id) = find_build_id(notes) {
                         build_id_len = id.len().min(32);
@@ -44,6 +55,7 @@ pub fn for_each(mut f: impl FnMut(Object) -> bool) {
                 _ => {}
             }
         }
+        // SAFETY: a non-NULL dlpi_name is the loader's NUL-terminated object name.
         let name = if info.dlpi_name.is_null() { c"" } else { unsafe { CStr::from_ptr(info.dlpi_name) } };
         let is_main = ctx.index == 0;
         ctx.index += 1;
@@ -54,10 +66,21 @@ pub fn for_each(mut f: impl FnMut(Object) -> bool) {
         if (ctx.f)(obj) { 1 } else { 0 }
     }
     let mut ctx = Ctx { f: &mut f, index: 0 };
+    // SAFETY: `cb` matches the callback contract and `ctx` outlives the call.
     unsafe { libc::dl_iterate_phdr(Some(cb), (&raw mut ctx).cast()) };
 }
 
-/// Returns true from `for_each`'s callback to stop early.
+/// Every loaded object, in the loader's order (the main program first).
+pub fn all() -> Vec<Object> {
+    let mut v = Vec::new();
+    for_each(|o| {
+        v.push(o);
+        false
+    });
+    v
+}
+
+/// The loaded object holding `addr`, if any.
 pub fn object_containing(addr: usize) -> Option<Object> {
     let mut found = None;
     for_each(|o| {
@@ -90,6 +113,26 @@ fn find_build_id(mut notes: &[u8]) -> Option<&[u8]> {
         notes = &notes[desc_end..];
     }
     None
+}
+
+/// Address range of the shim itself (cached): our frames are dropped from stacks, and a lookup
+/// that lands in it is never bound as the "real" function.
+pub fn shim_range() -> (usize, usize) {
+    static START: AtomicUsize = AtomicUsize::new(0);
+    static END: AtomicUsize = AtomicUsize::new(0);
+    let end = END.load(Ordering::Acquire);
+    if end != 0 {
+        return (START.load(Ordering::Relaxed), end);
+    }
+    let (s, e) = object_containing(shim_range as *const () as usize).map_or((0, 1), |o| (o.start, o.end));
+    START.store(s, Ordering::Relaxed);
+    END.store(e, Ordering::Release);
+    (s, e)
+}
+
+pub fn in_shim(addr: usize) -> bool {
+    let (s, e) = shim_range();
+    (s..e).contains(&addr)
 }
 
 /// The executable's real path (the loader reports it as "").

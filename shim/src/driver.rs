@@ -1,0 +1,164 @@
+//! Reaching the real thing: glibc's own `dlsym` (ours is a hook) and `dlclose`, and the few
+//! driver functions the shim calls for itself (device of the current context, free/total, device
+//! descriptions).
+//!
+//! The driver functions are resolved from libcuda directly, however the program loaded it
+//! (cudart loads it `RTLD_LOCAL`). Each call is made marked as a driver call (`sync::call_out`),
+//! so whatever the driver calls back is never recorded.
+
+use crate::sync;
+use std::ffi::{c_char, c_int, c_void, CStr};
+use std::sync::atomic::{AtomicUsize, Ordering::*};
+
+pub type DlsymFn = unsafe extern "C" fn(*mut c_void, *const c_char) -> *mut c_void;
+type DlcloseFn = unsafe extern "C" fn(*mut c_void) -> c_int;
+
+/// glibc's symbol `name` at the first of `versions` it has, found with `dlvsym` (never hooked).
+fn glibc(name: &CStr, versions: &[&CStr]) -> usize {
+    for v in versions {
+        // SAFETY: both strings are NUL-terminated literals; dlvsym has no other precondition.
+        let p = unsafe { libc::dlvsym(libc::RTLD_NEXT, name.as_ptr(), v.as_ptr()) } as usize;
+        if p != 0 {
+            return p;
+        }
+    }
+    0
+}
+
+/// glibc's own `dlsym`. 2.34 moved it out of libdl.
+pub fn real_dlsym() -> Option<DlsymFn> {
+    static REAL: AtomicUsize = AtomicUsize::new(0);
+    let mut p = REAL.load(Relaxed);
+    if p == 0 {
+        p = glibc(c"dlsym", &[c"GLIBC_2.34", c"GLIBC_2.2.5", c"GLIBC_2.17"]);
+        REAL.store(p, Relaxed);
+    }
+    // SAFETY: a non-zero `p` is glibc's dlsym, whose signature DlsymFn matches.
+    (p != 0).then(|| unsafe { std::mem::transmute::<usize, DlsymFn>(p) })
+}
+
+/// glibc's own `dlclose`, for the shim's own `dlopen` handles.
+pub fn real_dlclose(handle: *mut c_void) -> c_int {
+    static REAL: AtomicUsize = AtomicUsize::new(0);
+    let mut p = REAL.load(Relaxed);
+    if p == 0 {
+        p = glibc(c"dlclose", &[c"GLIBC_2.34", c"GLIBC_2.2.5", c"GLIBC_2.17"]);
+        REAL.store(p, Relaxed);
+    }
+    if p == 0 {
+        return -1;
+    }
+    // SAFETY: `p` is glibc's dlclose; the caller passes a handle it got from dlopen.
+    unsafe { std::mem::transmute::<usize, DlcloseFn>(p)(handle) }
+}
+
+/// The symbol `name` in the objects loaded after the shim, found with glibc's dlsym.
+pub fn next_symbol(name: &CStr) -> usize {
+    // SAFETY: `name` is NUL-terminated; RTLD_NEXT is a valid pseudo-handle.
+    real_dlsym().map_or(0, |f| unsafe { f(libc::RTLD_NEXT, name.as_ptr()) } as usize)
+}
+
+#[derive(Clone, Copy)]
+enum Helper {
+    CtxGetDevice,
+    MemGetInfo,
+    DeviceGetName,
+    DeviceTotalMem,
+    DriverGetVersion,
+    DeviceGetUuid,
+}
+const HELPER_NAMES: [&CStr; 6] =
+    [c"cuCtxGetDevice", c"cuMemGetInfo_v2", c"cuDeviceGetName", c"cuDeviceTotalMem_v2", c"cuDriverGetVersion", c"cuDeviceGetUuid"];
+
+static LIBCUDA: AtomicUsize = AtomicUsize::new(0);
+static HELPERS: [AtomicUsize; 6] = [const { AtomicUsize::new(0) }; 6];
+
+fn helper(h: Helper) -> Option<usize> {
+    let p = HELPERS[h as usize].load(Acquire);
+    if p != 0 {
+        return Some(p);
+    }
+    let mut lib = LIBCUDA.load(Acquire);
+    if lib == 0 {
+        // SAFETY: a NUL-terminated name; RTLD_NOLOAD never loads anything. The handle is kept,
+        // so the pointers below stay valid.
+        lib = unsafe { libc::dlopen(c"libcuda.so.1".as_ptr(), libc::RTLD_NOLOAD | libc::RTLD_LAZY) } as usize;
+        if lib == 0 {
+            return None;
+        }
+        LIBCUDA.store(lib, Release);
+    }
+    // SAFETY: `lib` is a live handle (never closed) and the name is NUL-terminated.
+    let p = unsafe { real_dlsym()?(lib as *mut c_void, HELPER_NAMES[h as usize].as_ptr()) } as usize;
+    HELPERS[h as usize].store(p, Release);
+    (p != 0).then_some(p)
+}
+
+/// Ordinal of the calling thread's current context, or -1.
+pub fn current_device() -> i32 {
+    let Some(f) = helper(Helper::CtxGetDevice) else { return -1 };
+    // SAFETY: `f` is the driver's cuCtxGetDevice, whose C signature this is.
+    let f: unsafe extern "C" fn(*mut c_int) -> u32 = unsafe { std::mem::transmute(f) };
+    let mut d: c_int = -1;
+    // SAFETY: `d` is a valid out-parameter for the duration of the call.
+    if sync::call_out(|| unsafe { f(&mut d) }) == 0 { d } else { -1 }
+}
+
+/// The driver's (free, total) for the current context, if it answers.
+pub fn mem_info() -> Option<(u64, u64)> {
+    let f = helper(Helper::MemGetInfo)?;
+    // SAFETY: `f` is the driver's cuMemGetInfo_v2, whose C signature this is.
+    let f: unsafe extern "C" fn(*mut usize, *mut usize) -> u32 = unsafe { std::mem::transmute(f) };
+    let (mut free, mut total) = (0usize, 0usize);
+    // SAFETY: both out-parameters are valid for the duration of the call.
+    (sync::call_out(|| unsafe { f(&mut free, &mut total) }) == 0).then_some((free as u64, total as u64))
+}
+
+/// What the driver says about a device; parts it does not answer stay empty / zero.
+pub struct DeviceDesc {
+    pub name: Vec<u8>,
+    pub total: u64,
+    pub driver_version: i32,
+    pub uuid: [u8; 16],
+}
+
+pub fn describe_device(dev: i32) -> DeviceDesc {
+    let mut name = [0u8; 256];
+    let mut name_len = 0;
+    if let Some(f) = helper(Helper::DeviceGetName) {
+        // SAFETY: `f` is the driver's cuDeviceGetName, whose C signature this is.
+        let f: unsafe extern "C" fn(*mut c_char, c_int, c_int) -> u32 = unsafe { std::mem::transmute(f) };
+        // SAFETY: the buffer holds len - 1 bytes plus the NUL we keep free.
+        if sync::call_out(|| unsafe { f(name.as_mut_ptr().cast(), name.len() as c_int - 1, dev) }) == 0 {
+            name_len = name.iter().position(|&b| b == 0).unwrap_or(0);
+        }
+    }
+    let mut total = 0usize;
+    if let Some(f) = helper(Helper::DeviceTotalMem) {
+        // SAFETY: `f` is the driver's cuDeviceTotalMem_v2, whose C signature this is.
+        let f: unsafe extern "C" fn(*mut usize, c_int) -> u32 = unsafe { std::mem::transmute(f) };
+        // SAFETY: `total` is a valid out-parameter.
+        if sync::call_out(|| unsafe { f(&mut total, dev) }) != 0 {
+            total = 0;
+        }
+    }
+    let mut version: c_int = 0;
+    if let Some(f) = helper(Helper::DriverGetVersion) {
+        // SAFETY: `f` is the driver's cuDriverGetVersion, whose C signature this is.
+        let f: unsafe extern "C" fn(*mut c_int) -> u32 = unsafe { std::mem::transmute(f) };
+        // SAFETY: `version` is a valid out-parameter.
+        if sync::call_out(|| unsafe { f(&mut version) }) != 0 {
+            version = 0;
+        }
+    }
+    let mut uuid = [0u8; 16];
+    if let Some(f) = helper(Helper::DeviceGetUuid) {
+        // SAFETY: `f` is the driver's cuDeviceGetUuid (a CUuuid is 16 bytes).
+        let f: unsafe extern "C" fn(*mut u8, c_int) -> u32 = unsafe { std::mem::transmute(f) };
+        // SAFETY: `uuid` has room for the 16 bytes written.
+        if sync::call_out(|| unsafe { f(uuid.as_mut_ptr(), dev) }) != 0 {
+            uuid = [0; 16];
+        }
+    }
+    DeviceDesc { name: name[..name_len].to_vec(), total: total as u64, driver_version: version, uuid }
+}
