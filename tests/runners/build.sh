@@ -6,7 +6,9 @@
 # LIB_DIR as its RUNPATH, so it runs without LD_LIBRARY_PATH (which still takes precedence).
 # CC and CFLAGS are honoured. Outputs in OUT_DIR:
 #   linked dlsym cudart_replay llama_shaped llama_shaped_stripped libinterposer.so forker
-#   crasher threads
+#   crasher threads steady fds race spawn exits secure reload
+# and, for the hostile-environment tests, the lock-free stub driver stub/libcuda.so.1 (+ the
+# libcuda.so link) with the runners that need it, linked against it: sigcall forkstorm.
 set -euo pipefail
 if [ $# -ne 2 ]; then
   echo "usage: $0 OUT_DIR LIB_DIR" >&2
@@ -38,3 +40,19 @@ mv -f "$out/.llama_shaped_stripped.$$" "$out/llama_shaped_stripped"
 "$cc" "${cflags[@]}" -o "$out/forker" "$src/forker.c" "${link[@]}"
 "$cc" "${cflags[@]}" -o "$out/crasher" "$src/crasher.c" "${link[@]}"
 "$cc" "${cflags[@]}" -O2 -pthread -o "$out/threads" "$src/threads.c" "${link[@]}"
+"$cc" "${cflags[@]}" -O2 -o "$out/steady" "$src/steady.c" "${link[@]}"
+"$cc" "${cflags[@]}" -o "$out/fds" "$src/fds.c" "${link[@]}"
+"$cc" "${cflags[@]}" -O2 -pthread -o "$out/race" "$src/race.c" "${link[@]}" -ldl
+"$cc" "${cflags[@]}" -o "$out/spawn" "$src/spawn.c" "${link[@]}"
+"$cc" "${cflags[@]}" -o "$out/exits" "$src/exits.c" "${link[@]}"
+"$cc" "${cflags[@]}" -o "$out/secure" "$src/secure.c" -ldl
+"$cc" "${cflags[@]}" -o "$out/reload" "$src/reload.c" "${dl[@]}"
+
+# The stub driver, built to a new file and renamed into place (a running test may have it mapped).
+mkdir -p "$out/stub"
+"$cc" "${cflags[@]}" -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$out/stub/.libcuda.so.1.$$" "$src/stub_cuda.c"
+mv -f "$out/stub/.libcuda.so.1.$$" "$out/stub/libcuda.so.1"
+ln -sfn libcuda.so.1 "$out/stub/libcuda.so"
+stub=(-L"$out/stub" -lcuda -Wl,-rpath,"$out/stub")
+"$cc" "${cflags[@]}" -O2 -o "$out/sigcall" "$src/sigcall.c" "${stub[@]}" -ldl -lrt
+"$cc" "${cflags[@]}" -O2 -pthread -o "$out/forkstorm" "$src/forkstorm.c" "${stub[@]}"
