@@ -10,7 +10,8 @@
 //! - `tracefile`: the crash-safe file. `recorder`: the per-process session and append path.
 //! - `hooks`: the hooked functions, declared once in a table. `identity`: which real pointer is
 //!   which hooked function. `resolve`: the lookup doors (`dlsym`, `cuGetProcAddress`).
-//! - `fork`: the child of a fork records into a file of its own.
+//! - `fork`, `exit`: the process's life cycle (a child of `fork` records into a file of its own;
+//!   `_exit` still ends the file with an End record).
 //!
 //! What the shim must never do: change what the program does (results, output, exit code,
 //! signals, descriptors, files other than its own trace); wait for a lock from a call that
@@ -19,6 +20,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod driver;
+mod exit;
 mod fork;
 mod hooks;
 mod identity;
@@ -51,18 +53,16 @@ pub unsafe extern "C" fn vramtrace_mark(label: *const c_char, value: i64) {
     });
 }
 
-/// Runs when the shim is loaded: registers the fork handlers. Nothing is created or read here;
-/// the trace file appears with the first event.
+/// Runs when the shim is loaded: registers the fork handlers and finds what the exit hooks need.
+/// Nothing is created or read here; the trace file appears with the first event.
 extern "C" fn init() {
+    exit::init();
     fork::install();
 }
 
 /// Runs at normal exit (after the program's own atexit handlers registered later than us).
 extern "C" fn at_exit() {
-    // A thread already inside the shim (an exit from a signal handler) may hold the lock.
-    if let Ok(_inside) = sync::enter() {
-        let _ = std::panic::catch_unwind(recorder::finish);
-    }
+    exit::end();
 }
 
 #[used]

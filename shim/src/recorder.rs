@@ -416,6 +416,11 @@ impl Session {
     }
 }
 
+/// The process that owns the installed session (0: none).
+pub fn owner() -> u32 {
+    OWNER.load(Ordering::Acquire)
+}
+
 /// At process exit (normal, or `_exit`): the final Lost totals and an End record, which tells
 /// the analyzer the process did not crash. Written once, into the space kept for it even in a
 /// cut file. The mapping stays: threads may still record during teardown.
