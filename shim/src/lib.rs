@@ -16,7 +16,8 @@
 //! What the shim must never do: change what the program does (results, output, exit code,
 //! signals, descriptors, files other than its own trace); wait for a lock from a call that
 //! arrives while its thread is inside the shim; hold a lock across a call into the driver or the
-//! loader. Nothing here analyzes; see the `analyzer` crate.
+//! loader; record anything, or create any file, in a setuid/setgid program (`AT_SECURE`: it then
+//! only forwards calls). Nothing here analyzes; see the `analyzer` crate.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod driver;
@@ -41,6 +42,9 @@ use std::ffi::{c_char, CStr};
 /// `label` is NULL or a NUL-terminated string.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vramtrace_mark(label: *const c_char, value: i64) {
+    if sys::secure() {
+        return;
+    }
     let Ok(_inside) = sync::enter() else {
         // A marker never comes from the driver: a nested one is a signal handler's.
         recorder::count_lost_call();
@@ -57,7 +61,9 @@ pub unsafe extern "C" fn vramtrace_mark(label: *const c_char, value: i64) {
 /// Nothing is created or read here; the trace file appears with the first event.
 extern "C" fn init() {
     exit::init();
-    fork::install();
+    if !sys::secure() {
+        fork::install();
+    }
 }
 
 /// Runs at normal exit (after the program's own atexit handlers registered later than us).

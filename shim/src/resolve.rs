@@ -29,7 +29,7 @@ use vramtrace_trace::api::cu::{ERROR_NOT_INITIALIZED as CUDA_ERROR_NOT_INITIALIZ
 /// return address and `RTLD_NEXT` keeps meaning "after the caller" for every other interposer.
 extern "C" fn dlsym_pick(_handle: *mut c_void, name: *const c_char) -> usize {
     let real = driver::real_dlsym().map_or(0, |f| f as usize);
-    if name.is_null() || real == 0 {
+    if name.is_null() || real == 0 || sys::secure() {
         return real;
     }
     // SAFETY: a non-NULL `name` is the caller's NUL-terminated symbol name (dlsym's contract).
@@ -220,6 +220,9 @@ type ProcV2 = unsafe extern "C" fn(*const c_char, *mut *mut c_void, c_int, u64, 
 unsafe fn procaddr(real: usize, call: impl FnOnce(usize) -> u32, symbol: *const c_char, pfn: *mut *mut c_void) -> u32 {
     if real == 0 {
         return CUDA_ERROR_NOT_INITIALIZED;
+    }
+    if sys::secure() {
+        return call(real);
     }
     let inside = match sync::enter() {
         Ok(inside) => inside,

@@ -4,6 +4,7 @@
 
 use std::cell::Cell;
 use std::ffi::{c_int, c_void};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 unsafe extern "C" {
     /// glibc's `backtrace(3)` (libgcc unwinder).
@@ -57,6 +58,25 @@ pub fn forget_tid() {
 pub fn pid() -> u32 {
     // SAFETY: getpid has no preconditions and cannot fail.
     unsafe { libc::getpid() as u32 }
+}
+
+/// True when the process runs in secure mode (setuid/setgid, file capabilities: `AT_SECURE`).
+/// The shim then stays inert: it must never let an unprivileged user's environment
+/// (`VRAMTRACE_DIR`) make a privileged process create files, and a privileged program is not
+/// ours to observe.
+pub fn secure() -> bool {
+    // 0 = not known yet, 1 = no, 2 = yes. Racing threads compute the same answer.
+    static SECURE: AtomicU8 = AtomicU8::new(0);
+    match SECURE.load(Ordering::Relaxed) {
+        1 => false,
+        2 => true,
+        _ => {
+            // SAFETY: getauxval only reads the auxiliary vector; an absent entry reads as 0.
+            let yes = unsafe { libc::getauxval(libc::AT_SECURE) } != 0;
+            SECURE.store(if yes { 2 } else { 1 }, Ordering::Relaxed);
+            yes
+        }
+    }
 }
 
 /// One line on stderr, with a plain write(2): no Rust stdio lock, no panic if stderr is closed.

@@ -75,3 +75,51 @@ fn vfork_and_posix_spawn_children_leave_the_parents_trace_alone() {
     }
     assert_eq!(traces.len(), 3);
 }
+
+/// A setuid program (`AT_SECURE`) must never be recorded: otherwise whoever sets `VRAMTRACE_DIR`
+/// makes a privileged process create files where they like. glibc already ignores `LD_PRELOAD`
+/// paths there; the shim also checks `AT_SECURE` itself, for a program that loads it another way
+/// (`dlopen`, `/etc/ld.so.preload`). The setuid part needs root (to hand the binary to `nobody`).
+#[test]
+fn a_setuid_program_is_never_recorded() {
+    use std::os::unix::fs::PermissionsExt;
+    let traces = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(traces.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    // On the build's file system (a temporary directory may be mounted nosuid).
+    let bin_dir = tempfile::tempdir_in(&env().profile_dir).unwrap();
+    let bin = bin_dir.path().join("secure");
+    std::fs::copy(runner("secure"), &bin).unwrap();
+    let run = |preload: bool| {
+        let mut c = std::process::Command::new(&bin);
+        c.arg(&env().shim).env("VRAMTRACE_DIR", traces.path()).env_remove("LD_PRELOAD");
+        if preload {
+            c.env("LD_PRELOAD", &env().shim);
+        }
+        c.output().unwrap()
+    };
+    // Control: not setuid, the marker is recorded (so the checks below can see a recording).
+    let out = run(false);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "SECURE at_secure=0 mark=found\n", "{}", String::from_utf8_lossy(&out.stderr));
+    let t = read_traces(traces.path());
+    assert_eq!(t.len(), 1);
+    assert_eq!(t[0].markers.len(), 1);
+    std::fs::remove_file(&t[0].path).unwrap();
+
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("a_setuid_program_is_never_recorded: setuid part not run: it needs root to give the binary to another user");
+        return;
+    }
+    let c = std::ffi::CString::new(bin.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a NUL-terminated path; 65534 is `nobody`.
+    assert_eq!(unsafe { libc::chown(c.as_ptr(), 65534, 65534) }, 0);
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    for preload in [false, true] {
+        let out = run(preload);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "SECURE at_secure=1 mark=found\n", "preload={preload}");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "", "preload={preload}");
+        let left: Vec<_> = std::fs::read_dir(traces.path()).unwrap().map(|e| e.unwrap().path()).collect();
+        assert!(left.is_empty(), "a setuid program left {left:?} (preload={preload})");
+    }
+}
