@@ -1,14 +1,16 @@
-//! Reaching the real thing: glibc's own `dlsym` (ours is a hook) and `dlclose`, and the few
-//! driver functions the shim calls for itself (device of the current context, free/total, device
-//! descriptions).
+//! Reaching the real thing: glibc's own `dlsym` and `dlclose` (ours are hooks), the loader
+//! generation (bumped by our `dlclose` hook, so pointers cached before an unload are looked up
+//! again), and the few driver functions the shim calls for itself (device of the current
+//! context, free/total, device descriptions).
 //!
 //! The driver functions are resolved from libcuda directly, however the program loaded it
-//! (cudart loads it `RTLD_LOCAL`). Each call is made marked as a driver call (`sync::call_out`),
-//! so whatever the driver calls back is never recorded.
+//! (cudart loads it `RTLD_LOCAL`), and without keeping it loaded: a program that `dlclose`s the
+//! driver really unloads it, as without the shim. Each call is made marked as a driver call
+//! (`sync::call_out`), so whatever the driver calls back is never recorded.
 
 use crate::sync;
 use std::ffi::{c_char, c_int, c_void, CStr};
-use std::sync::atomic::{AtomicUsize, Ordering::*};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::*};
 
 pub type DlsymFn = unsafe extern "C" fn(*mut c_void, *const c_char) -> *mut c_void;
 type DlcloseFn = unsafe extern "C" fn(*mut c_void) -> c_int;
@@ -37,7 +39,8 @@ pub fn real_dlsym() -> Option<DlsymFn> {
     (p != 0).then(|| unsafe { std::mem::transmute::<usize, DlsymFn>(p) })
 }
 
-/// glibc's own `dlclose`, for the shim's own `dlopen` handles.
+/// glibc's own `dlclose`: the shim's own `dlopen` handles are closed with it, so our `dlclose`
+/// hook (and the generation) sees only the program's.
 pub fn real_dlclose(handle: *mut c_void) -> c_int {
     static REAL: AtomicUsize = AtomicUsize::new(0);
     let mut p = REAL.load(Relaxed);
@@ -70,28 +73,48 @@ enum Helper {
 const HELPER_NAMES: [&CStr; 6] =
     [c"cuCtxGetDevice", c"cuMemGetInfo_v2", c"cuDeviceGetName", c"cuDeviceTotalMem_v2", c"cuDriverGetVersion", c"cuDeviceGetUuid"];
 
-static LIBCUDA: AtomicUsize = AtomicUsize::new(0);
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// Counts the program's `dlclose` calls: a pointer cached in an older generation may point into
+/// an object that is gone.
+pub fn generation() -> u64 {
+    GENERATION.load(Acquire)
+}
+
+pub fn bump_generation() {
+    GENERATION.fetch_add(1, AcqRel);
+}
+
+/// The helpers' pointers, and the generation (+1; 0 = never) they were resolved in.
 static HELPERS: [AtomicUsize; 6] = [const { AtomicUsize::new(0) }; 6];
+static HELPERS_GEN: AtomicU64 = AtomicU64::new(0);
 
 fn helper(h: Helper) -> Option<usize> {
+    let gen = generation() + 1;
+    if HELPERS_GEN.load(Acquire) != gen {
+        refresh_helpers();
+        HELPERS_GEN.store(gen, Release);
+    }
     let p = HELPERS[h as usize].load(Acquire);
-    if p != 0 {
-        return Some(p);
-    }
-    let mut lib = LIBCUDA.load(Acquire);
-    if lib == 0 {
-        // SAFETY: a NUL-terminated name; RTLD_NOLOAD never loads anything. The handle is kept,
-        // so the pointers below stay valid.
-        lib = unsafe { libc::dlopen(c"libcuda.so.1".as_ptr(), libc::RTLD_NOLOAD | libc::RTLD_LAZY) } as usize;
-        if lib == 0 {
-            return None;
-        }
-        LIBCUDA.store(lib, Release);
-    }
-    // SAFETY: `lib` is a live handle (never closed) and the name is NUL-terminated.
-    let p = unsafe { real_dlsym()?(lib as *mut c_void, HELPER_NAMES[h as usize].as_ptr()) } as usize;
-    HELPERS[h as usize].store(p, Release);
     (p != 0).then_some(p)
+}
+
+/// Resolves every helper in the loaded libcuda (none if it is not loaded), without keeping a
+/// reference to it. Threads racing here store the same values.
+fn refresh_helpers() {
+    // SAFETY: a NUL-terminated name; RTLD_NOLOAD never loads anything.
+    let lib = unsafe { libc::dlopen(c"libcuda.so.1".as_ptr(), libc::RTLD_NOLOAD | libc::RTLD_LAZY) };
+    for (slot, name) in HELPERS.iter().zip(HELPER_NAMES) {
+        let p = match real_dlsym() {
+            // SAFETY: `lib` is a live handle until the dlclose below; the name is NUL-terminated.
+            Some(f) if !lib.is_null() => (unsafe { f(lib, name.as_ptr()) }) as usize,
+            _ => 0,
+        };
+        slot.store(p, Release);
+    }
+    if !lib.is_null() {
+        real_dlclose(lib);
+    }
 }
 
 /// Ordinal of the calling thread's current context, or -1.

@@ -17,7 +17,7 @@ use cudarc::driver::sys::{
     CUmemAllocationProp, CUmemGenericAllocationHandle, CUmemoryPool, CUstream,
 };
 use std::ffi::{c_int, c_uint, c_void, CStr};
-use std::sync::atomic::{AtomicUsize, Ordering::*};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::*};
 use vramtrace_trace::{Api, ApiKind, EventRec};
 
 use vramtrace_trace::api::cu::{ERROR_NOT_INITIALIZED as CUDA_ERROR_NOT_INITIALIZED, SUCCESS as CUDA_SUCCESS};
@@ -210,14 +210,18 @@ macro_rules! hooks {
 /// finds after us; lookup wrappers forward to the pointer the lookup returned. They may differ
 /// when another interposer is stacked with us, so they are kept apart.
 static NEXT_EXPORT: [AtomicUsize; N_HOOKS] = [const { AtomicUsize::new(0) }; N_HOOKS];
+/// The loader generation (+1) each `NEXT_EXPORT` entry was resolved in.
+static NEXT_EXPORT_GEN: [AtomicU64; N_HOOKS] = [const { AtomicU64::new(0) }; N_HOOKS];
 static NEXT_LOOKUP: [AtomicUsize; N_HOOKS] = [const { AtomicUsize::new(0) }; N_HOOKS];
 
-/// `RTLD_NEXT` from the shim, resolved once per hook.
+/// `RTLD_NEXT` from the shim, resolved once per hook and again after a `dlclose` (the driver
+/// may have gone, or come back elsewhere).
 #[inline]
 pub fn next_export(h: Hook) -> usize {
     let i = h as usize;
+    let gen = driver::generation() + 1;
     let p = NEXT_EXPORT[i].load(Acquire);
-    if p != 0 {
+    if p != 0 && NEXT_EXPORT_GEN[i].load(Acquire) == gen {
         return p;
     }
     let p = driver::next_symbol(h.symbol());
@@ -226,6 +230,7 @@ pub fn next_export(h: Hook) -> usize {
         return 0;
     }
     NEXT_EXPORT[i].store(p, Release);
+    NEXT_EXPORT_GEN[i].store(gen, Release);
     p
 }
 
@@ -241,6 +246,12 @@ pub fn bind_lookup(h: Hook, p: usize) -> Result<(), usize> {
         Err(cur) if cur == p => Ok(()),
         Err(cur) => Err(cur),
     }
+}
+
+/// Rebinds the lookup route of `h` from `old` (whose object was unloaded) to `p`.
+pub fn rebind_lookup(h: Hook, old: usize, p: usize) -> bool {
+    let r = NEXT_LOOKUP[h as usize].compare_exchange(old, p, AcqRel, Acquire);
+    r.is_ok() || r == Err(p)
 }
 
 /// The hook whose exported wrapper `p` is, if it is one of the recorded functions'.

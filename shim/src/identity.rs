@@ -6,7 +6,8 @@
 //! The first time a pointer from some object is seen, every hooked name is resolved in that
 //! object and remembered by address. That takes the loader's lock (`dlopen`, `dlsym`), which a
 //! thread running a library constructor may hold while it calls into us: it is done without our
-//! lock, and the result merged under it.
+//! lock, and the result merged under it. After the program `dlclose`s anything the table starts
+//! over: an address may now belong to something else.
 
 use crate::driver;
 use crate::hooks::{Hook, N_HOOKS};
@@ -20,9 +21,11 @@ pub struct Identity {
     /// Load bases of the objects whose symbols are already in `known`.
     objects: [usize; 32],
     n_objects: usize,
+    /// The loader generation the table was built in.
+    generation: u64,
 }
 
-const EMPTY: Identity = Identity { known: [(0, 0); 512], n: 0, objects: [0; 32], n_objects: 0 };
+const EMPTY: Identity = Identity { known: [(0, 0); 512], n: 0, objects: [0; 32], n_objects: 0, generation: 0 };
 
 /// See `sync` for the lock order.
 pub static TABLE: Lock<Identity> = Lock::new(EMPTY);
@@ -35,20 +38,29 @@ impl Identity {
     fn indexed(&self, base: usize) -> bool {
         self.objects[..self.n_objects].contains(&base)
     }
+
+    /// Forgets everything if the program unloaded something since the table was built.
+    fn current(&mut self) -> &mut Self {
+        let gen = driver::generation();
+        if self.generation != gen {
+            *self = Identity { generation: gen, ..EMPTY };
+        }
+        self
+    }
 }
 
 /// The hook `p` is the real function of, if any.
 pub fn identify(p: usize) -> Option<Hook> {
-    if let Some(h) = TABLE.lock().find(p) {
+    if let Some(h) = TABLE.lock().current().find(p) {
         return Some(h);
     }
     let obj = modules::object_containing(p)?;
-    if TABLE.lock().indexed(obj.base) {
+    if TABLE.lock().current().indexed(obj.base) {
         return None; // indexed already, and `p` is none of ours
     }
     let found = index(&obj)?;
     let mut g = TABLE.lock();
-    let id = &mut *g;
+    let id = g.current();
     let n = found.iter().filter(|k| k.0 != 0).count();
     if !id.indexed(obj.base) && id.n_objects < id.objects.len() && id.n + n <= id.known.len() {
         id.objects[id.n_objects] = obj.base;

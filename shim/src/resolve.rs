@@ -11,6 +11,9 @@
 //! alone, without our wrapper: from inside the driver it is the driver's own business; from a
 //! signal handler that interrupted the shim it must not wait for our locks (it is counted in the
 //! trace's Lost record).
+//!
+//! We also hook `dlclose`, only to count it: pointers cached before it may point into an object
+//! that is gone.
 
 
 use crate::driver::{self, DlsymFn};
@@ -184,6 +187,8 @@ pub fn translate(p: usize) -> usize {
     let Some(h) = identity::identify(p) else { return p };
     match hooks::bind_lookup(h, p) {
         Ok(()) => lookup_wrapper(h),
+        // The bound function's object was unloaded and the driver is back (elsewhere): rebind.
+        Err(old) if modules::object_containing(old).is_none() && hooks::rebind_lookup(h, old, p) => lookup_wrapper(h),
         // A second, different implementation of the same function (two drivers, or an
         // interposer's wrapper): hand it back untouched rather than redirect the caller.
         Err(_) => p,
@@ -279,4 +284,17 @@ unsafe extern "C" fn procaddr_v2_lookup(symbol: *const c_char, pfn: *mut *mut c_
     let real = hooks::next_lookup(Hook::GetProcAddressV2);
     // SAFETY: `real` is the pointer a lookup returned for cuGetProcAddress_v2.
     unsafe { procaddr(real, |p| std::mem::transmute::<usize, ProcV2>(p)(symbol, pfn, ver, flags, status), symbol, pfn) }
+}
+
+// ---- dlclose -----------------------------------------------------------------------------------
+
+/// Our `dlclose`: glibc's, then a new loader generation (see `driver`).
+///
+/// # Safety
+/// Same contract as glibc's `dlclose`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlclose(handle: *mut c_void) -> c_int {
+    let r = driver::real_dlclose(handle);
+    driver::bump_generation();
+    r
 }
