@@ -9,7 +9,7 @@
 //! it inherited rather than read what may be half updated.
 
 use crate::sync::{self, ForkLock, Where};
-use crate::{identity, recorder, sys, unwind};
+use crate::{identity, modules, recorder, sys, unwind};
 use std::cell::Cell;
 
 thread_local! {
@@ -17,8 +17,8 @@ thread_local! {
     static SKIPPED: Cell<bool> = const { Cell::new(false) };
 }
 
-fn locks() -> [&'static dyn ForkLock; 3] {
-    [&recorder::STATE, &identity::TABLE, &unwind::TABLES]
+fn locks() -> [&'static dyn ForkLock; 4] {
+    [&recorder::STATE, &identity::TABLE, &unwind::TABLES, &modules::LOADER]
 }
 
 /// Registers the handlers; called once, from the shim's constructor.

@@ -55,8 +55,16 @@ pub fn identify(p: usize) -> Option<Hook> {
         return Some(h);
     }
     let obj = modules::object_containing(p)?;
-    if TABLE.lock().current().indexed(obj.base) {
-        return None; // indexed already, and `p` is none of ours
+    {
+        let mut g = TABLE.lock();
+        let id = g.current();
+        // Another thread may have indexed the object since we looked: look again first.
+        if let Some(h) = id.find(p) {
+            return Some(h);
+        }
+        if id.indexed(obj.base) {
+            return None; // indexed already, and `p` is none of ours
+        }
     }
     let found = index(&obj)?;
     let mut g = TABLE.lock();

@@ -2,8 +2,9 @@
 //! address, and the module records (path, load bias, extent, GNU build-id) that let the analyzer
 //! symbolize stacks offline, on another machine, later.
 //!
-//! Every function here calls into the loader: never with a shim lock held.
+//! Every function here calls into the loader: never with another shim lock held.
 
+use crate::sync::Lock;
 use std::ffi::{c_int, c_void, CStr, CString};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -17,7 +18,25 @@ pub struct Object {
     pub build_id_len: usize,
 }
 
-/// Calls `f` for every loaded object. The first object is the main program.
+/// Held around every walk of the loader's object list the shim makes (`dl_iterate_phdr`, and
+/// libgcc's `backtrace`, which walks it too). glibc does not reset the lock of that list in the
+/// child of a `fork`: a fork while one of our threads walks the list would leave the child
+/// blocked at its first walk. The fork handlers take this lock, so that never happens. Like
+/// every shim lock it is a leaf: what runs under it (the walk's callbacks) takes no other lock.
+pub static LOADER: Lock<()> = Lock::new(());
+
+/// `dl_iterate_phdr`, under [`LOADER`].
+///
+/// # Safety
+/// `cb` must honour `dl_iterate_phdr`'s callback contract for `data`, and take no shim lock.
+pub unsafe fn iterate_phdr(cb: unsafe extern "C" fn(*mut libc::dl_phdr_info, usize, *mut c_void) -> c_int, data: *mut c_void) {
+    let _g = LOADER.lock();
+    // SAFETY: forwarded under the caller's contract.
+    unsafe { libc::dl_iterate_phdr(Some(cb), data) };
+}
+
+/// Calls `f` for every loaded object. The first object is the main program. `f` must not take
+/// a shim lock.
 pub fn for_each(mut f: impl FnMut(Object) -> bool) {
     struct Ctx<'a> {
         f: &'a mut dyn FnMut(Object) -> bool,
@@ -66,8 +85,9 @@ pub fn for_each(mut f: impl FnMut(Object) -> bool) {
         if (ctx.f)(obj) { 1 } else { 0 }
     }
     let mut ctx = Ctx { f: &mut f, index: 0 };
-    // SAFETY: `cb` matches the callback contract and `ctx` outlives the call.
-    unsafe { libc::dl_iterate_phdr(Some(cb), (&raw mut ctx).cast()) };
+    // SAFETY: `cb` matches the callback contract, `ctx` outlives the call, and the callers'
+    // closures only collect objects.
+    unsafe { iterate_phdr(cb, (&raw mut ctx).cast()) };
 }
 
 /// Every loaded object, in the loader's order (the main program first).

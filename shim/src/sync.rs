@@ -4,22 +4,27 @@
 //! # Locks
 //!
 //! Every piece of shared mutable state sits inside a [`Lock`]; its [`LockGuard`] is the only way
-//! to reach it. There are three:
+//! to reach it. There are four:
 //!
 //! 1. `recorder::STATE`: the process's trace file, stack and module tables, configuration;
 //! 2. `identity::TABLE`: which real driver pointer is which hooked function;
-//! 3. `unwind::TABLES`: the unwinder's per-module tables and rule cache.
+//! 3. `unwind::TABLES`: the unwinder's per-module tables and rule cache;
+//! 4. `modules::LOADER`: guards no data; held around the shim's own walks of the loader's
+//!    object list (`dl_iterate_phdr`), so that no `fork` happens in the middle of one (glibc
+//!    does not reset that list's lock in the child, which would block there).
 //!
 //! **Order: none is ever taken while another is held.** Each is a leaf, so no two threads can
-//! wait on each other through them, and the fork handlers may take all three (in the order
+//! wait on each other through them, and the fork handlers may take all four (in the order
 //! above) without deadlock.
 //!
 //! While holding a lock the shim only touches memory, allocates, and writes to stderr. It never
-//! calls into the driver, the dynamic loader (`dlopen`, `dlsym`, `dladdr`, `dl_iterate_phdr`: a
-//! thread running a library constructor holds the loader lock and may call a hooked function,
-//! which would need ours), and never makes slow file system calls (`open`, `posix_fallocate`,
-//! `mmap`, `munmap`): those run before the lock is taken or after it is dropped, and their
-//! result is installed under the lock (see `recorder` and `tracefile` for how races resolve).
+//! calls into the driver or the dynamic loader (`dlopen`, `dlsym`, `dladdr`: a thread running a
+//! library constructor holds the loader's lock and may call a hooked function, which would need
+//! ours), and never makes slow file system calls (`open`, `posix_fallocate`, `mmap`, `munmap`):
+//! those run before the lock is taken or after it is dropped, and their result is installed
+//! under the lock (see `recorder` and `tracefile` for how races resolve). The one loader call
+//! made under a lock is `dl_iterate_phdr` under `LOADER`: it takes only the lock of the object
+//! list, which no loader code holds while it runs the program's code.
 //!
 //! # Re-entry
 //!

@@ -9,6 +9,7 @@
 //! rebuild walks the loader's list, so it runs without our lock; the lock is held only to swap
 //! the tables in and to unwind with them.
 
+use crate::modules;
 use crate::sync::Lock;
 use std::cell::Cell;
 use std::ffi::c_void;
@@ -141,8 +142,8 @@ fn loader_counters() -> (u64, u64) {
         *c = (info.dlpi_adds, info.dlpi_subs);
         1
     }
-    // SAFETY: `cb` matches the callback contract and `c` outlives the call.
-    unsafe { libc::dl_iterate_phdr(Some(cb), (&raw mut c).cast()) };
+    // SAFETY: `cb` matches the callback contract, takes no lock, and `c` outlives the call.
+    unsafe { modules::iterate_phdr(cb, (&raw mut c).cast()) };
     c
 }
 
@@ -202,8 +203,8 @@ fn build(counters: (u64, u64)) -> Tables {
         0
     }
     let mut modules: Vec<framehop::Module<Data>> = Vec::new();
-    // SAFETY: `cb` matches the callback contract and `modules` outlives the call.
-    unsafe { libc::dl_iterate_phdr(Some(cb), (&raw mut modules).cast()) };
+    // SAFETY: `cb` matches the callback contract, takes no lock, and `modules` outlives the call.
+    unsafe { modules::iterate_phdr(cb, (&raw mut modules).cast()) };
     let mut unwinder = Unwinder::new();
     let mut ranges = Vec::new();
     for m in modules {
@@ -234,8 +235,11 @@ pub fn capture(out: &mut [u64]) -> usize {
     if use_libgcc() {
         let mut raw = [std::ptr::null_mut::<c_void>(); 160];
         let n = out.len().min(raw.len());
+        // libgcc finds unwind tables with dl_iterate_phdr: walk under the same lock as ours.
+        let loader = modules::LOADER.lock();
         // SAFETY: `raw` has room for `n` entries.
         let got = unsafe { crate::sys::backtrace(raw.as_mut_ptr(), n as libc::c_int) }.max(0) as usize;
+        drop(loader);
         for (o, r) in out.iter_mut().zip(&raw[..got]) {
             *o = *r as u64;
         }

@@ -2,8 +2,11 @@
  * inside the shim, perhaps holding one of its locks.
  *   sigcall MODE N
  * A timer (CLOCK_MONOTONIC, every 20 µs, aimed at the main thread) raises SIGALRM while the main
- * thread runs N × (cuMemAlloc_v2(4096) + cuMemFree_v2) — and, in `dlsym` mode, also one
- * dlsym(libcuda, "cuMemAlloc_v2") per pair. The handler, by MODE:
+ * thread runs N × (cuMemAlloc_v2(4096) + cuMemFree_v2) — and, in the `dlsym` and `procaddr`
+ * modes, also one cuGetProcAddress_v2("cuMemAlloc") per pair, so that the signal often lands
+ * while the shim looks the answer up in its identity table. (Not a dlsym: glibc's own dlsym is not
+ * async-signal-safe — a handler's dlsym that interrupts another dlsym can deadlock in glibc,
+ * shim or not.) The handler, by MODE:
  *   call     cuMemAlloc_v2(512) + cuMemFree_v2 (the linked exports)
  *   mark     vramtrace_mark("signal", n), looked up beforehand with dlsym(RTLD_DEFAULT)
  *   dlsym    dlsym(libcuda, "cuMemFree_v2")
@@ -84,7 +87,10 @@ int main(int argc, char **argv) {
     for (long i = 0; i < n; i++) {
         CUdeviceptr p = 0;
         if (cuMemAlloc_v2(&p, 4096) != CUDA_SUCCESS || cuMemFree_v2(p) != CUDA_SUCCESS) failures++;
-        if (mode == DLSYM && !dlsym(lib, "cuMemAlloc_v2")) failures++;
+        if (mode == DLSYM || mode == PROCADDR) {
+            void *fn = NULL;
+            if (cuGetProcAddress_v2("cuMemAlloc", &fn, 12000, 0, NULL) != CUDA_SUCCESS || !fn) failures++;
+        }
     }
     struct itimerspec off = {{0, 0}, {0, 0}};
     timer_settime(timer, 0, &off, NULL);
