@@ -71,7 +71,13 @@ fn wrap(api: Api, real: usize, call: impl FnOnce(usize) -> u32, fill: impl FnOnc
             return call(real);
         }
     };
+    let forks = recorder::forks();
     let r = inside.call_out(|| call(real));
+    if recorder::forks() != forks {
+        // The process forked during the call (inside the driver, or from a signal handler), and
+        // this is the child: the call is the parent's, and the parent records it.
+        return r;
+    }
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut e = EventRec { api: api as u16, result: r, device: -1, ..Default::default() };
         fill(&mut e, r);

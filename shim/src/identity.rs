@@ -105,12 +105,3 @@ fn index(obj: &modules::Object) -> Option<[(usize, u8); N_HOOKS]> {
     driver::real_dlclose(handle);
     Some(found)
 }
-
-/// In the child after `fork`: `abandon` means the forking thread may have been updating the
-/// table; start from an empty one.
-pub fn after_fork_child(abandon: bool) {
-    if abandon {
-        // Plain integers, nothing to drop: assigning never reads the half-updated value.
-        *TABLE.lock() = EMPTY;
-    }
-}

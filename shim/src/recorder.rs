@@ -23,7 +23,7 @@ use crate::sys::{self, now_ns};
 use crate::tracefile::{self, Appended, TraceFile};
 use std::collections::HashMap;
 use std::ffi::CString;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use vramtrace_trace::record::{DeviceRec, InfoRec, LostRec, MarkerRec, ModuleRec, RecordKind, StackRec};
 use vramtrace_trace::{EndRec, EventRec};
 
@@ -70,6 +70,12 @@ static DEPTH: AtomicU64 = AtomicU64::new(u64::MAX);
 /// The process whose session is installed (0: none). A `vfork` child shares our memory but has
 /// another pid: it must never write into its parent's file.
 static OWNER: AtomicU32 = AtomicU32::new(0);
+/// Forks this process descends through (bumped in each child): a hook whose call straddles a
+/// fork leaves the recording to the parent.
+static FORKS: AtomicU64 = AtomicU64::new(0);
+/// The child of a fork made from inside the shim still holds its parent's session (see
+/// `after_fork_child`).
+static RESET_PENDING: AtomicBool = AtomicBool::new(false);
 /// Devices already described in this process's file (bit per ordinal 0..63).
 static DESCRIBED: AtomicU64 = AtomicU64::new(0);
 /// Running totals for the Lost record, and their sum (one load tells the hot path nothing changed).
@@ -204,7 +210,7 @@ fn append_with(mut body: impl FnMut(&mut Session, &mut Objects) -> Result<bool, 
     let mut objects: Objects = None;
     loop {
         let Some(mut g) = session() else { return };
-        let s = session_of(&mut g);
+        let Some(s) = session_of(&mut g) else { return };
         let outcome = s.note_lost().and_then(|()| body(s, &mut objects));
         match outcome {
             Ok(recorded) => {
@@ -237,16 +243,14 @@ fn append_with(mut body: impl FnMut(&mut Session, &mut Objects) -> Result<bool, 
 /// it (`now`: the current chunk is full). Returns whether this thread grew the file.
 #[inline]
 fn finish_append(mut g: LockGuard<'static, State>, now: bool) -> bool {
-    if !now && !session_of(&mut g).file.has_chores() {
-        return false;
-    }
-    grow_unlocked(g, now)
+    let chores = session_of(&mut g).is_some_and(|s| now || s.file.has_chores());
+    chores && grow_unlocked(g, now)
 }
 
 #[cold]
 #[inline(never)]
 fn grow_unlocked(mut g: LockGuard<'static, State>, now: bool) -> bool {
-    let s = session_of(&mut g);
+    let Some(s) = session_of(&mut g) else { return false };
     let job = s.file.claim_growth(now);
     let retired = s.file.take_retired();
     drop(g);
@@ -262,11 +266,10 @@ fn grow_unlocked(mut g: LockGuard<'static, State>, now: bool) -> bool {
 }
 
 #[inline]
-fn session_of<'a>(g: &'a mut LockGuard<'static, State>) -> &'a mut Session {
+fn session_of<'a>(g: &'a mut LockGuard<'static, State>) -> Option<&'a mut Session> {
     match &mut g.status {
-        Status::Recording(s) => s,
-        // `session` returns the guard only while recording.
-        _ => unreachable!("no session"),
+        Status::Recording(s) => Some(s),
+        _ => None,
     }
 }
 
@@ -274,6 +277,11 @@ fn session_of<'a>(g: &'a mut LockGuard<'static, State>) -> &'a mut Session {
 #[inline]
 fn session() -> Option<LockGuard<'static, State>> {
     let g = STATE.lock();
+    if RESET_PENDING.load(Ordering::Relaxed) {
+        drop(g);
+        reset_after_fork();
+        return start_session();
+    }
     match g.status {
         Status::Recording(_) => Some(g),
         Status::Disabled => None,
@@ -416,6 +424,12 @@ impl Session {
     }
 }
 
+/// See `FORKS`.
+#[inline]
+pub fn forks() -> u64 {
+    FORKS.load(Ordering::Relaxed)
+}
+
 /// The process that owns the installed session (0: none).
 pub fn owner() -> u32 {
     OWNER.load(Ordering::Acquire)
@@ -441,21 +455,35 @@ pub fn finish() {
 
 /// In the child after `fork`: it must never write into the parent's file. Drop the parent's
 /// mappings (the parent's own are unaffected) and start over lazily with a file of its own.
-/// `abandon`: the forking thread was inside the shim's own code, so the state may be half
-/// updated; it is overwritten without being read or dropped (leaked).
-pub fn after_fork_child(abandon: bool) {
-    let mut g = STATE.lock();
-    if abandon {
-        // SAFETY: `g` gives exclusive access; `write` neither reads nor drops the old value,
-        // which may be in the middle of an update.
-        unsafe { std::ptr::write(&mut *g, State { status: Status::Idle, config: None }) };
-    } else if let Status::Recording(s) = std::mem::replace(&mut g.status, Status::Idle) {
-        s.file.release();
+///
+/// `held`: the forking thread held `STATE` (a signal handler that interrupted the recorder
+/// forked). The code it interrupted may resume in the child, in the middle of a critical section
+/// that uses the session: the session is left alone until the next critical section starts
+/// (`RESET_PENDING`), and only then released. That interrupted section may still finish the one
+/// record it was appending into the parent's file (the parent appends the same record at the
+/// same place).
+pub fn after_fork_child(held: bool) {
+    FORKS.fetch_add(1, Ordering::Relaxed);
+    if held {
+        RESET_PENDING.store(true, Ordering::Relaxed);
+    } else {
+        reset_after_fork();
     }
-    drop(g);
     OWNER.store(0, Ordering::Release);
     DESCRIBED.store(0, Ordering::Relaxed); // the child's file describes its devices again
     LOST_CALLS.store(0, Ordering::Relaxed);
     LOST_LOOKUPS.store(0, Ordering::Relaxed);
     LOST_ANY.store(0, Ordering::Relaxed);
+}
+
+/// Releases the parent's session (its mappings and descriptor) in a fork child.
+#[cold]
+fn reset_after_fork() {
+    let mut g = STATE.lock();
+    RESET_PENDING.store(false, Ordering::Relaxed);
+    let old = std::mem::replace(&mut g.status, Status::Idle);
+    drop(g);
+    if let Status::Recording(s) = old {
+        s.file.release();
+    }
 }

@@ -41,19 +41,23 @@
 //! # Fork
 //!
 //! `fork` handlers (module `fork`) take every lock in `prepare`, so the child inherits no lock
-//! in the middle of an update, and re-initialize them in the child. If the forking thread is
-//! itself inside the shim's own code (a signal handler forked), it may hold a lock: `prepare`
-//! then takes none, and the child abandons the inherited state instead of reusing it.
+//! in the middle of an update, and re-initialize them in the child. A forking thread that is
+//! itself inside the shim's own code (a signal handler forked) skips the locks it holds: each
+//! lock records its holder for that (see `fork`).
 
 use std::cell::{Cell, UnsafeCell};
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A `pthread_mutex_t` and the value it protects. A plain mutex rather than `std::sync::Mutex`:
 /// it can be taken and re-initialized from `pthread_atfork` handlers, never allocates and never
 /// poisons. Only used in statics (a locked pthread mutex must not move).
 pub struct Lock<T> {
     mutex: UnsafeCell<libc::pthread_mutex_t>,
+    /// `pthread_self()` of the thread holding the lock, 0 when free: lets the fork handlers tell
+    /// the locks the forking thread itself holds.
+    holder: AtomicUsize,
     value: UnsafeCell<T>,
 }
 
@@ -64,7 +68,7 @@ unsafe impl<T: Send> Sync for Lock<T> {}
 
 impl<T> Lock<T> {
     pub const fn new(value: T) -> Self {
-        Lock { mutex: UnsafeCell::new(libc::PTHREAD_MUTEX_INITIALIZER), value: UnsafeCell::new(value) }
+        Lock { mutex: UnsafeCell::new(libc::PTHREAD_MUTEX_INITIALIZER), holder: AtomicUsize::new(0), value: UnsafeCell::new(value) }
     }
 
     /// Waits for the lock. Never call it with another shim lock held (see the module doc).
@@ -73,13 +77,21 @@ impl<T> Lock<T> {
         // `self`; a default mutex only fails to lock on a self-deadlock, which the lock order
         // and the re-entry state rule out.
         unsafe { libc::pthread_mutex_lock(self.mutex.get()) };
+        self.holder.store(me(), Ordering::Relaxed);
         LockGuard { lock: self, _not_send: PhantomData }
     }
+}
+
+fn me() -> usize {
+    // SAFETY: pthread_self has no preconditions (a register read on glibc).
+    unsafe { libc::pthread_self() as usize }
 }
 
 /// Raw access for the `fork` handlers only: they must hold locks across a call boundary
 /// (`prepare` → `parent`/`child`), which a guard cannot express.
 pub trait ForkLock: Sync {
+    /// Whether the calling thread holds this lock (only meaningful to that thread).
+    fn held_by_me(&self) -> bool;
     /// # Safety
     /// Only in a `prepare` fork handler, on a thread that does not hold this lock; must be
     /// paired with `raw_unlock` (parent) or `reinit` (child).
@@ -88,23 +100,29 @@ pub trait ForkLock: Sync {
     /// Only in the parent's fork handler, on the thread that took it with `raw_lock`.
     unsafe fn raw_unlock(&self);
     /// # Safety
-    /// Only in the child's fork handler, where the calling thread is the only thread: makes the
-    /// lock free again, whoever held it in the parent.
+    /// Only in the child's fork handler, where the calling thread is the only thread, for a lock
+    /// that thread does not hold: makes it free again, whoever held it in the parent.
     unsafe fn reinit(&self);
 }
 
 impl<T: Send> ForkLock for Lock<T> {
+    fn held_by_me(&self) -> bool {
+        self.holder.load(Ordering::Relaxed) == me()
+    }
     unsafe fn raw_lock(&self) {
         // SAFETY: as in `lock`; the caller pairs it with an unlock or a re-initialization.
         unsafe { libc::pthread_mutex_lock(self.mutex.get()) };
+        self.holder.store(me(), Ordering::Relaxed);
     }
     unsafe fn raw_unlock(&self) {
+        self.holder.store(0, Ordering::Relaxed);
         // SAFETY: the caller took this lock with `raw_lock` on this thread.
         unsafe { libc::pthread_mutex_unlock(self.mutex.get()) };
     }
     unsafe fn reinit(&self) {
-        // SAFETY: the child has a single thread and no guard of it is alive (the handler holds
-        // none), so nothing else reads the mutex while it is overwritten.
+        self.holder.store(0, Ordering::Relaxed);
+        // SAFETY: the child has a single thread, and the caller only re-initializes a lock no
+        // guard of that thread holds, so nothing reads the mutex while it is overwritten.
         unsafe { self.mutex.get().write(libc::PTHREAD_MUTEX_INITIALIZER) };
     }
 }
@@ -134,6 +152,7 @@ impl<T> DerefMut for LockGuard<'_, T> {
 
 impl<T> Drop for LockGuard<'_, T> {
     fn drop(&mut self) {
+        self.lock.holder.store(0, Ordering::Relaxed);
         // SAFETY: the guard was created by `lock` on this thread (it is not Send), so this
         // thread holds the mutex.
         unsafe { libc::pthread_mutex_unlock(self.lock.mutex.get()) };

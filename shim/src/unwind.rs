@@ -120,14 +120,9 @@ fn readable_from(sp: u64) -> Option<(u64, u64)> {
     (lo..hi).contains(&sp).then_some((sp, hi))
 }
 
-/// In the child after `fork`: `abandon` means the forking thread may have been updating the
-/// tables; they are overwritten without being read (leaked).
-pub fn after_fork_child(abandon: bool) {
-    if abandon {
-        let mut g = TABLES.lock();
-        // SAFETY: `g` gives exclusive access; `write` neither reads nor drops the old value.
-        unsafe { std::ptr::write(&mut *g, None) };
-    }
+/// The calling thread's stack is looked up again (after `fork`, the one thread of the child).
+pub fn forget_thread() {
+    STACK.with(|t| t.set((0, 0)));
 }
 
 fn loader_counters() -> (u64, u64) {

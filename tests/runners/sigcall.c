@@ -11,6 +11,10 @@
  *   mark     vramtrace_mark("signal", n), looked up beforehand with dlsym(RTLD_DEFAULT)
  *   dlsym    dlsym(libcuda, "cuMemFree_v2")
  *   procaddr cuGetProcAddress_v2("cuMemFree", ...)
+ *   fork     fork(), at most 50 times, after the first 1000 pairs (glibc's fork in a handler
+ *            that interrupted malloc would block in glibc); the child returns from the handler
+ *            into whatever it interrupted, then makes one cuMemAlloc_v2(333) + cuMemFree_v2 pair
+ *            and _exit(0)s; the parent's handler waits for it
  * Prints `SIGCALL mode=<m> pairs=<N> handled=<h> handler_calls=<c> failures=<n>`, where
  * handler_calls counts the driver calls (call mode: allocs and frees) or lookups the handler made.
  * Meant for the lock-free stub driver (stub_cuda.c), so any deadlock is the shim's.
@@ -19,6 +23,7 @@
 #include <dlfcn.h>
 #include <signal.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,10 +33,11 @@
 #define sigev_notify_thread_id _sigev_un._tid
 #endif
 
-enum { CALL, MARK, DLSYM, PROCADDR } mode;
+enum { CALL, MARK, DLSYM, PROCADDR, FORK } mode;
 static void *lib;
 static void (*mark)(const char *, long long);
 static volatile long handled, handler_calls, failures;
+static volatile int armed, in_child;
 
 static void on_alarm(int sig) {
     (void)sig;
@@ -46,21 +52,34 @@ static void on_alarm(int sig) {
     } else if (mode == DLSYM) {
         if (!dlsym(lib, "cuMemFree_v2")) failures++;
         handler_calls++;
-    } else {
+    } else if (mode == PROCADDR) {
         void *fn = NULL;
         if (cuGetProcAddress_v2("cuMemFree", &fn, 12000, 0, NULL) != CUDA_SUCCESS || !fn) failures++;
         handler_calls++;
+    } else if (armed && handler_calls < 50) {
+        handler_calls++;
+        pid_t pid = fork();
+        if (pid == 0) {
+            in_child = 1;
+            return;
+        }
+        int st = 0;
+        if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0) failures++;
     }
 }
 
 int main(int argc, char **argv) {
     runner_stdout_setup();
     if (argc != 3) {
-        fprintf(stderr, "usage: %s call|mark|dlsym|procaddr N\n", argv[0]);
+        fprintf(stderr, "usage: %s call|mark|dlsym|procaddr|fork N\n", argv[0]);
         return 2;
     }
     const char *m = argv[1];
-    mode = !strcmp(m, "call") ? CALL : !strcmp(m, "mark") ? MARK : !strcmp(m, "dlsym") ? DLSYM : PROCADDR;
+    mode = !strcmp(m, "call")   ? CALL
+           : !strcmp(m, "mark") ? MARK
+           : !strcmp(m, "dlsym") ? DLSYM
+           : !strcmp(m, "fork") ? FORK
+                                : PROCADDR;
     long n = strtol(argv[2], NULL, 10);
     CUcontext ctx = NULL;
     if (cuInit(0) || cuDevicePrimaryCtxRetain(&ctx, 0) || cuCtxSetCurrent(ctx)) return 1;
@@ -91,6 +110,12 @@ int main(int argc, char **argv) {
             void *fn = NULL;
             if (cuGetProcAddress_v2("cuMemAlloc", &fn, 12000, 0, NULL) != CUDA_SUCCESS || !fn) failures++;
         }
+        if (in_child) {
+            CUdeviceptr q = 0;
+            int bad = cuMemAlloc_v2(&q, 333) != CUDA_SUCCESS || cuMemFree_v2(q) != CUDA_SUCCESS;
+            _exit(bad);
+        }
+        if (i == 1000) armed = 1;
     }
     struct itimerspec off = {{0, 0}, {0, 0}};
     timer_settime(timer, 0, &off, NULL);

@@ -56,26 +56,28 @@ fn threads_racing_on_the_very_first_call_share_one_file() {
 /// (and, for the lookup modes, looks functions up) through the shim. A call that arrives while
 /// the thread is inside the shim's own code must neither wait for a lock the thread may hold (a
 /// deadlock) nor be recorded half-way: it passes through and is counted in the Lost record.
-fn signal_handler_calls_in(mode: &str) -> (Trace, BTreeMap<String, String>) {
+fn signal_handler_calls_in(mode: &str) -> (Run, Trace, BTreeMap<String, String>) {
     const N: u64 = 50_000;
     let run = traced_within(stub_command(&runner("sigcall"), &[mode, &N.to_string()]), 120);
     assert!(run.output.status.success(), "{mode}: {}", run.stderr());
+    assert_eq!(run.stderr(), "", "{mode}");
     let s = summary(&run, "SIGCALL");
     assert_eq!(num(&s, "failures"), 0);
     assert!(num(&s, "handled") > 1000, "{mode}: the timer fired: {s:?}");
-    let t = run.trace();
+    // The main process's file: the one with the main loop's 4096-byte allocations.
+    let t = run.traces().into_iter().find(|t| t.api_events("cuMemAlloc_v2").iter().any(|e| e.size == 4096)).expect("main trace");
     // The interrupted thread's own calls are all there.
     let main_allocs: Vec<u64> = t.api_events("cuMemAlloc_v2").iter().filter(|e| e.size == 4096).map(|e| e.ptr).collect();
     assert_eq!(main_allocs.len() as u64, N, "{mode}");
     let main_ptrs: BTreeSet<u64> = main_allocs.into_iter().collect();
     let main_frees = t.api_events("cuMemFree_v2").iter().filter(|e| main_ptrs.contains(&e.ptr)).count() as u64;
     assert_eq!(main_frees, N, "{mode}");
-    (t, s)
+    (run, t, s)
 }
 
 #[test]
 fn a_signal_handler_calling_the_driver_inside_the_shim_is_let_through_and_counted() {
-    let (t, s) = signal_handler_calls_in("call");
+    let (_run, t, s) = signal_handler_calls_in("call");
     let handler_allocs = t.api_events("cuMemAlloc_v2").iter().filter(|e| e.size == 512).count() as u64;
     let all_frees = t.api_events("cuMemFree_v2").len() as u64;
     let recorded = handler_allocs + all_frees - 50_000;
@@ -89,7 +91,7 @@ fn a_signal_handler_calling_the_driver_inside_the_shim_is_let_through_and_counte
 
 #[test]
 fn a_signal_handler_calling_vramtrace_mark_inside_the_shim_is_counted() {
-    let (t, s) = signal_handler_calls_in("mark");
+    let (_run, t, s) = signal_handler_calls_in("mark");
     let lost = t.notes.lost.calls;
     assert!(lost > 0, "{s:?}");
     // A marker never comes from the driver: every one is recorded or counted.
@@ -99,7 +101,7 @@ fn a_signal_handler_calling_vramtrace_mark_inside_the_shim_is_counted() {
 #[test]
 fn a_signal_handler_looking_up_driver_functions_inside_the_shim_is_let_through() {
     for mode in ["dlsym", "procaddr"] {
-        let (t, s) = signal_handler_calls_in(mode);
+        let (_run, t, s) = signal_handler_calls_in(mode);
         let lost = t.notes.lost.lookups;
         assert!(lost > 0 && lost <= num(&s, "handler_calls"), "{mode}: {:?} {s:?}", t.notes.lost);
     }
@@ -194,4 +196,30 @@ fn a_million_events_leave_memory_flat() {
     let growth = rss[1].saturating_sub(rss[0]);
     assert!(growth < 512, "anonymous memory grew by {growth} KiB over 1,000,000 events ({rss:?} KiB)");
     assert_eq!(run.trace().api_events("cuMemAlloc_v2").len(), 600_000);
+}
+
+/// A signal handler that forks while its thread is inside the shim (holding some of its locks):
+/// the fork handlers take every other lock and skip the ones the thread holds; the child returns
+/// into the interrupted code, which completes, then records its own calls in a file of its own.
+/// Neither process blocks, the parent's file holds exactly the parent's calls, each child's
+/// exactly its own.
+#[test]
+fn a_signal_handler_that_forks_inside_the_shim_leaves_both_processes_recording() {
+    let (run, t, s) = signal_handler_calls_in("fork");
+    assert_eq!(num(&s, "handler_calls"), 50, "50 forks: {s:?}");
+    assert!(t.events.iter().all(|e| e.tid == t.info.pid), "no child's event in the parent's file");
+    let traces = run.traces();
+    let children: Vec<&Trace> = traces.iter().filter(|c| c.info.ppid == t.info.pid).collect();
+    assert_eq!(children.len(), 50);
+    for c in children {
+        // The child's own pair, after what is left of the loop iteration the signal interrupted,
+        // which the child runs itself (at most one alloc and one free of 4096 bytes). A call whose
+        // driver part ran before the fork is the parent's, recorded by the parent only.
+        let own = *c.api_events("cuMemAlloc_v2").iter().find(|e| e.size == 333).expect("the child's allocation");
+        assert_eq!(c.api_events("cuMemFree_v2").iter().filter(|e| e.ptr == own.ptr).count(), 1, "{}", c.path.display());
+        let rest: Vec<_> = c.events.iter().filter(|e| e.ptr != own.ptr).collect();
+        assert!(rest.len() <= 2, "{}: {rest:?}", c.path.display());
+        assert!(rest.iter().all(|e| e.tid == c.info.pid && (e.size == 4096 || e.api == Api::MemFree as u16)), "{rest:?}");
+        assert!(c.ended);
+    }
 }
