@@ -10,7 +10,7 @@
 //! the tables in and to unwind with them.
 
 use crate::modules;
-use crate::sync::Lock;
+use crate::sync::{Lock, LockGuard};
 use std::cell::Cell;
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -223,6 +223,23 @@ pub fn use_libgcc() -> bool {
     }
 }
 
+/// The tables, rebuilt (without the lock) if an object was loaded or unloaded since they were.
+fn current_tables() -> LockGuard<'static, Option<Tables>> {
+    let counters = loader_counters();
+    let g = TABLES.lock();
+    if g.as_ref().is_some_and(|t| t.counters == counters) {
+        return g;
+    }
+    drop(g);
+    let fresh = build(counters);
+    let mut g = TABLES.lock();
+    // Another thread may have installed newer tables meanwhile: both counters only grow.
+    if g.as_ref().is_none_or(|t| t.counters.0 + t.counters.1 < counters.0 + counters.1) {
+        *g = Some(fresh);
+    }
+    g
+}
+
 /// Fills `out` with return addresses, innermost first, starting at our own frame; returns how
 /// many. The caller drops the frames that lie inside the shim.
 #[inline(never)]
@@ -251,17 +268,7 @@ pub fn capture(out: &mut [u64]) -> usize {
             Err(())
         }
     };
-    let counters = loader_counters();
-    let mut g = TABLES.lock();
-    if g.as_ref().is_none_or(|t| t.counters != counters) {
-        drop(g);
-        let fresh = build(counters);
-        g = TABLES.lock();
-        // Another thread may have installed newer tables meanwhile: both counters only grow.
-        if g.as_ref().is_none_or(|t| t.counters.0 + t.counters.1 < counters.0 + counters.1) {
-            *g = Some(fresh);
-        }
-    }
+    let mut g = current_tables();
     let Some(t) = g.as_mut() else { return 0 };
     let mut n = 0;
     let mut it = t.unwinder.iter_frames(pc, regs(pc, sp, fp), &mut t.cache, &mut read);
