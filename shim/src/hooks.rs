@@ -10,7 +10,7 @@
 //! test runs every fill block and checks `trace::Api::fields()` against what it sets.
 
 use crate::driver::{self, current_device as dev, mem_info};
-use crate::sync::{self, Where};
+use crate::sync;
 use crate::{modules, recorder};
 use cudarc::driver::sys::{
     CUcontext, CUctxCreateParams, CUdevice, CUdeviceptr, CUexecAffinityParam, CUmemAccessDesc,
@@ -59,18 +59,7 @@ fn wrap(api: Api, real: usize, call: impl FnOnce(usize) -> u32, fill: impl FnOnc
     if real == 0 {
         return CUDA_ERROR_NOT_INITIALIZED;
     }
-    if crate::sys::secure() {
-        return call(real);
-    }
-    let inside = match sync::enter() {
-        Ok(inside) => inside,
-        Err(w) => {
-            if w == Where::Shim {
-                recorder::count_lost_call();
-            }
-            return call(real);
-        }
-    };
+    let Some(inside) = sync::enter_hook(recorder::count_lost_call) else { return call(real) };
     let forks = recorder::forks();
     let r = inside.call_out(|| call(real));
     if recorder::forks() != forks {

@@ -226,18 +226,7 @@ unsafe fn procaddr(real: usize, call: impl FnOnce(usize) -> u32, symbol: *const 
     if real == 0 {
         return CUDA_ERROR_NOT_INITIALIZED;
     }
-    if sys::secure() {
-        return call(real);
-    }
-    let inside = match sync::enter() {
-        Ok(inside) => inside,
-        Err(w) => {
-            if w == Where::Shim {
-                recorder::count_lost_lookup();
-            }
-            return call(real);
-        }
-    };
+    let Some(inside) = sync::enter_hook(recorder::count_lost_lookup) else { return call(real) };
     let r = inside.call_out(|| call(real));
     // SAFETY: `pfn` is NULL-checked, and on success the driver stored a pointer in it.
     if r != CUDA_SUCCESS || symbol.is_null() || pfn.is_null() || unsafe { (*pfn).is_null() } {

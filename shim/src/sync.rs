@@ -221,6 +221,24 @@ impl Drop for Inside {
     }
 }
 
+/// The entry of every hook that records: the thread's `Inside` handle when this call is to be
+/// recorded, `None` when it must only be forwarded — in a setuid program, or when the thread is
+/// already inside the shim (`lost` is called for a call nested in the shim's own code).
+pub fn enter_hook(lost: fn()) -> Option<Inside> {
+    if crate::sys::secure() {
+        return None;
+    }
+    match enter() {
+        Ok(inside) => Some(inside),
+        Err(w) => {
+            if w == Where::Shim {
+                lost();
+            }
+            None
+        }
+    }
+}
+
 /// Runs `f`, a call into the driver, marked as such if the thread is inside the shim's own code.
 /// For driver calls the shim makes for itself from code that holds no `Inside` handle.
 pub fn call_out<R>(f: impl FnOnce() -> R) -> R {

@@ -43,12 +43,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     long n = strtol(argv[3], NULL, 10);
-    CUcontext ctx = NULL;
-    if (cuInit(0) != CUDA_SUCCESS || cuDevicePrimaryCtxRetain(&ctx, 0) != CUDA_SUCCESS ||
-        cuCtxSetCurrent(ctx) != CUDA_SUCCESS) {
-        fprintf(stderr, "fds: no context\n");
-        return 1;
-    }
+    if (RUNNER_PRIMARY_CONTEXT("fds")) return 1;
     pair();
     int out;
     if (strcmp(argv[1], "closeall") == 0) {

@@ -81,8 +81,7 @@ int main(int argc, char **argv) {
            : !strcmp(m, "fork") ? FORK
                                 : PROCADDR;
     long n = strtol(argv[2], NULL, 10);
-    CUcontext ctx = NULL;
-    if (cuInit(0) || cuDevicePrimaryCtxRetain(&ctx, 0) || cuCtxSetCurrent(ctx)) return 1;
+    if (RUNNER_PRIMARY_CONTEXT("sigcall")) return 1;
     lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
     mark = (void (*)(const char *, long long))dlsym(RTLD_DEFAULT, "vramtrace_mark");
 

@@ -40,8 +40,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: %s PROGRAM\n", argv[0]);
         return 2;
     }
-    CUcontext ctx = NULL;
-    if (cuInit(0) || cuDevicePrimaryCtxRetain(&ctx, 0) || cuCtxSetCurrent(ctx)) return 1;
+    if (RUNNER_PRIMARY_CONTEXT("spawn")) return 1;
     CUdeviceptr before = alloc(8 << 20);
     char *missing[] = {"/nonexistent/vramtrace-missing", NULL};
     char *prog[] = {argv[1], NULL};

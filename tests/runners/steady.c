@@ -26,12 +26,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     long n = strtol(argv[1], NULL, 10);
-    CUcontext ctx = NULL;
-    if (cuInit(0) != CUDA_SUCCESS || cuDevicePrimaryCtxRetain(&ctx, 0) != CUDA_SUCCESS ||
-        cuCtxSetCurrent(ctx) != CUDA_SUCCESS) {
-        fprintf(stderr, "steady: no context\n");
-        return 1;
-    }
+    if (RUNNER_PRIMARY_CONTEXT("steady")) return 1;
     long failures = 0;
     int next = 2;
     for (long i = 1; i <= n; i++) {
