@@ -5,10 +5,10 @@
 //!
 //! The driver functions are resolved from libcuda directly, however the program loaded it
 //! (cudart loads it `RTLD_LOCAL`), and without keeping it loaded: a program that `dlclose`s the
-//! driver really unloads it, as without the shim. Each call is made marked as a driver call
-//! (`sync::call_out`), so whatever the driver calls back is never recorded.
+//! driver really unloads it, as without the shim. They are called from the shim's own code: were
+//! the driver to call a hooked function back from one of them, that call would pass through
+//! unrecorded (see `sync`).
 
-use crate::sync;
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::*};
 
@@ -124,7 +124,7 @@ pub fn current_device() -> i32 {
     let f: unsafe extern "C" fn(*mut c_int) -> u32 = unsafe { std::mem::transmute(f) };
     let mut d: c_int = -1;
     // SAFETY: `d` is a valid out-parameter for the duration of the call.
-    if sync::call_out(|| unsafe { f(&mut d) }) == 0 { d } else { -1 }
+    if unsafe { f(&mut d) } == 0 { d } else { -1 }
 }
 
 /// The driver's (free, total) for the current context, if it answers.
@@ -134,7 +134,7 @@ pub fn mem_info() -> Option<(u64, u64)> {
     let f: unsafe extern "C" fn(*mut usize, *mut usize) -> u32 = unsafe { std::mem::transmute(f) };
     let (mut free, mut total) = (0usize, 0usize);
     // SAFETY: both out-parameters are valid for the duration of the call.
-    (sync::call_out(|| unsafe { f(&mut free, &mut total) }) == 0).then_some((free as u64, total as u64))
+    (unsafe { f(&mut free, &mut total) } == 0).then_some((free as u64, total as u64))
 }
 
 /// What the driver says about a device; parts it does not answer stay empty / zero.
@@ -152,7 +152,7 @@ pub fn describe_device(dev: i32) -> DeviceDesc {
         // SAFETY: `f` is the driver's cuDeviceGetName, whose C signature this is.
         let f: unsafe extern "C" fn(*mut c_char, c_int, c_int) -> u32 = unsafe { std::mem::transmute(f) };
         // SAFETY: the buffer holds len - 1 bytes plus the NUL we keep free.
-        if sync::call_out(|| unsafe { f(name.as_mut_ptr().cast(), name.len() as c_int - 1, dev) }) == 0 {
+        if unsafe { f(name.as_mut_ptr().cast(), name.len() as c_int - 1, dev) } == 0 {
             name_len = name.iter().position(|&b| b == 0).unwrap_or(0);
         }
     }
@@ -161,7 +161,7 @@ pub fn describe_device(dev: i32) -> DeviceDesc {
         // SAFETY: `f` is the driver's cuDeviceTotalMem_v2, whose C signature this is.
         let f: unsafe extern "C" fn(*mut usize, c_int) -> u32 = unsafe { std::mem::transmute(f) };
         // SAFETY: `total` is a valid out-parameter.
-        if sync::call_out(|| unsafe { f(&mut total, dev) }) != 0 {
+        if unsafe { f(&mut total, dev) } != 0 {
             total = 0;
         }
     }
@@ -170,7 +170,7 @@ pub fn describe_device(dev: i32) -> DeviceDesc {
         // SAFETY: `f` is the driver's cuDriverGetVersion, whose C signature this is.
         let f: unsafe extern "C" fn(*mut c_int) -> u32 = unsafe { std::mem::transmute(f) };
         // SAFETY: `version` is a valid out-parameter.
-        if sync::call_out(|| unsafe { f(&mut version) }) != 0 {
+        if unsafe { f(&mut version) } != 0 {
             version = 0;
         }
     }
@@ -179,7 +179,7 @@ pub fn describe_device(dev: i32) -> DeviceDesc {
         // SAFETY: `f` is the driver's cuDeviceGetUuid (a CUuuid is 16 bytes).
         let f: unsafe extern "C" fn(*mut u8, c_int) -> u32 = unsafe { std::mem::transmute(f) };
         // SAFETY: `uuid` has room for the 16 bytes written.
-        if sync::call_out(|| unsafe { f(uuid.as_mut_ptr(), dev) }) != 0 {
+        if unsafe { f(uuid.as_mut_ptr(), dev) } != 0 {
             uuid = [0; 16];
         }
     }

@@ -19,10 +19,11 @@ pub struct Object {
 }
 
 /// Held around every walk of the loader's object list the shim makes (`dl_iterate_phdr`, and
-/// libgcc's `backtrace`, which walks it too). glibc does not reset the lock of that list in the
-/// child of a `fork`: a fork while one of our threads walks the list would leave the child
-/// blocked at its first walk. The fork handlers take this lock, so that never happens. Like
-/// every shim lock it is a leaf: what runs under it (the walk's callbacks) takes no other lock.
+/// libgcc's `backtrace`, which walks it too), except the unwinder's per-capture check, which runs
+/// under `unwind::TABLES`. glibc does not reset the lock of that list in the child of a `fork`:
+/// a fork while one of our threads walks the list would leave the child blocked at its first
+/// walk. The fork handlers take this lock (and `TABLES`), so that never happens. Like every shim
+/// lock it is a leaf: what runs under it (the walk's callbacks) takes no other lock.
 pub static LOADER: Lock<()> = Lock::new(());
 
 /// `dl_iterate_phdr`, under [`LOADER`].

@@ -205,26 +205,38 @@ type Objects = Option<Vec<modules::Object>>;
 /// Runs `body` on the session under the lock, redoing it after growing the file or listing the
 /// loaded modules (both without the lock) until it completes. `body` returns whether its record
 /// made it into the file (false: the file was cut).
+#[inline]
 fn append_with(mut body: impl FnMut(&mut Session, &mut Objects) -> Result<bool, Again>) {
+    // The first attempt is the hot path; the retries are out of line.
+    let Some(mut g) = session() else { return };
+    let Some(s) = session_of(&mut g) else { return };
+    let mut objects: Objects = None;
+    match s.note_lost().and_then(|()| body(s, &mut objects)) {
+        Ok(recorded) => appended(g, recorded),
+        Err(again) => retry_append(g, again, body),
+    }
+}
+
+#[inline]
+fn appended(g: LockGuard<'static, State>, recorded: bool) {
+    if !recorded {
+        count_lost_call();
+    }
+    finish_append(g, false);
+}
+
+#[cold]
+#[inline(never)]
+fn retry_append(mut g: LockGuard<'static, State>, mut again: Again, mut body: impl FnMut(&mut Session, &mut Objects) -> Result<bool, Again>) {
     let mut waits = 0u32;
     let mut objects: Objects = None;
     loop {
-        let Some(mut g) = session() else { return };
-        let Some(s) = session_of(&mut g) else { return };
-        let outcome = s.note_lost().and_then(|()| body(s, &mut objects));
-        match outcome {
-            Ok(recorded) => {
-                if !recorded {
-                    count_lost_call();
-                }
-                finish_append(g, false);
-                return;
-            }
-            Err(Again::NeedModules) => {
+        match again {
+            Again::NeedModules => {
                 drop(g);
                 objects = Some(modules::all());
             }
-            Err(Again::Full) => {
+            Again::Full => {
                 if !finish_append(g, true) {
                     // Another thread is reserving the next chunk: give it the CPU.
                     waits += 1;
@@ -235,6 +247,13 @@ fn append_with(mut body: impl FnMut(&mut Session, &mut Objects) -> Result<bool, 
                     }
                 }
             }
+        }
+        let Some(next) = session() else { return };
+        g = next;
+        let Some(s) = session_of(&mut g) else { return };
+        match s.note_lost().and_then(|()| body(s, &mut objects)) {
+            Ok(recorded) => return appended(g, recorded),
+            Err(a) => again = a,
         }
     }
 }

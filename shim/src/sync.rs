@@ -23,17 +23,17 @@
 //! ours), and never makes slow file system calls (`open`, `posix_fallocate`, `mmap`, `munmap`):
 //! those run before the lock is taken or after it is dropped, and their result is installed
 //! under the lock (see `recorder` and `tracefile` for how races resolve). The one loader call
-//! made under a lock is `dl_iterate_phdr` under `LOADER`: it takes only the lock of the object
-//! list, which no loader code holds while it runs the program's code.
+//! made under a lock is `dl_iterate_phdr`, under `LOADER` or `TABLES` (the unwinder's cheap
+//! check for loaded and unloaded objects): it takes only the lock of the object list, which no
+//! loader code holds while it runs the program's code.
 //!
 //! # Re-entry
 //!
 //! A thread marks itself inside the shim ([`enter`]) before it can take any lock. A call that
 //! arrives on a thread that is already inside never takes a lock; it passes straight through to
 //! the driver:
-//! - inside the driver ([`Where::Driver`]: the call we forwarded, or a driver call the shim
-//!   makes for itself) it is the driver or a stacked interposer calling back: the outer call is
-//!   the one recorded, so nothing is lost;
+//! - inside the driver ([`Where::Driver`]: the call we forwarded) it is the driver or a stacked
+//!   interposer calling back: the outer call is the one recorded, so nothing is lost;
 //! - inside the shim's own code ([`Where::Shim`]) it can only come from a signal handler that
 //!   interrupted us, perhaps while we hold a lock. Waiting for that lock would deadlock the
 //!   thread, so the call is let through unrecorded and counted (the trace's Lost record).
@@ -72,6 +72,7 @@ impl<T> Lock<T> {
     }
 
     /// Waits for the lock. Never call it with another shim lock held (see the module doc).
+    #[inline]
     pub fn lock(&self) -> LockGuard<'_, T> {
         // SAFETY: the mutex is initialized (statically, or by `reinit`) and lives as long as
         // `self`; a default mutex only fails to lock on a self-deadlock, which the lock order
@@ -82,6 +83,7 @@ impl<T> Lock<T> {
     }
 }
 
+#[inline]
 fn me() -> usize {
     // SAFETY: pthread_self has no preconditions (a register read on glibc).
     unsafe { libc::pthread_self() as usize }
@@ -151,6 +153,7 @@ impl<T> DerefMut for LockGuard<'_, T> {
 }
 
 impl<T> Drop for LockGuard<'_, T> {
+    #[inline]
     fn drop(&mut self) {
         self.lock.holder.store(0, Ordering::Relaxed);
         // SAFETY: the guard was created by `lock` on this thread (it is not Send), so this
@@ -164,7 +167,7 @@ impl<T> Drop for LockGuard<'_, T> {
 pub enum Where {
     /// Not inside the shim: a call is recorded.
     Outside,
-    /// Inside a driver call the shim made or forwarded; no shim lock is held.
+    /// Inside the driver call the shim forwarded; no shim lock is held.
     Driver,
     /// Inside the shim's own code; shim locks may be held.
     Shim,
@@ -237,20 +240,6 @@ pub fn enter_hook(lost: fn()) -> Option<Inside> {
             None
         }
     }
-}
-
-/// Runs `f`, a call into the driver, marked as such if the thread is inside the shim's own code.
-/// For driver calls the shim makes for itself from code that holds no `Inside` handle.
-pub fn call_out<R>(f: impl FnOnce() -> R) -> R {
-    WHERE.with(|w| {
-        let before = w.get();
-        if before == Where::Shim {
-            w.set(Where::Driver);
-        }
-        let r = f();
-        w.set(before);
-        r
-    })
 }
 
 #[cfg(test)]

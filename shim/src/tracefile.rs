@@ -79,6 +79,8 @@ pub struct TraceFile {
     retired: Option<Chunk>,
     buf: Vec<u8>,
     cut: bool,
+    /// `pos` from which `has_chores` is true: a cached summary of `retired`, `next` and `cut`.
+    chores_at: usize,
 }
 
 // SAFETY: the mappings are process-wide memory owned by this value alone (nothing else holds
@@ -194,7 +196,8 @@ impl TraceFile {
                 }
             };
             let (id, cur) = first;
-            let mut f = TraceFile { fd, id, path, cur, pos: 0, next: Next::None, next_len: FIRST_CHUNK * 2, retired: None, buf: vec![0; MAX_RECORD], cut: false };
+            let mut f = TraceFile { fd, id, path, cur, pos: 0, next: Next::None, next_len: FIRST_CHUNK * 2, retired: None, buf: vec![0; MAX_RECORD], cut: false, chores_at: 0 };
+            f.update_chores();
             let header = record::file_header();
             // SAFETY: the chunk is at least FIRST_CHUNK bytes of our own mapping.
             unsafe { std::ptr::copy_nonoverlapping(header.as_ptr(), f.cur.ptr, header.len()) };
@@ -309,11 +312,14 @@ impl TraceFile {
         if let Some(stale) = self.retired.replace(old) {
             stale.unmap(); // never reached in practice: a chunk cannot fill between two appends
         }
+        self.update_chores();
     }
 
     /// The chunk switched away from, for the caller to unmap after dropping the lock.
     pub fn take_retired(&mut self) -> Option<Chunk> {
-        self.retired.take()
+        let r = self.retired.take();
+        self.update_chores();
+        r
     }
 
     /// Stops recording: a Cut record, then only final records.
@@ -321,6 +327,7 @@ impl TraceFile {
         let bytes = self.cur.off + self.pos as u64;
         self.append_final(RecordKind::Cut, &CutRec { t_ns: sys::now_ns(), errno, _reserved: 0, bytes });
         self.cut = true;
+        self.update_chores();
         let msg = std::io::Error::from_raw_os_error(errno);
         sys::warn(&format!("cannot grow the trace file: {msg}; recording stops here (pid {})", sys::pid()));
     }
@@ -328,7 +335,17 @@ impl TraceFile {
     /// Whether `claim_growth` or `take_retired` have something to do (a cheap check for the hot path).
     #[inline]
     pub fn has_chores(&self) -> bool {
-        self.retired.is_some() || (!self.cut && matches!(self.next, Next::None) && self.pos >= self.cur.len / 2)
+        self.pos >= self.chores_at
+    }
+
+    fn update_chores(&mut self) {
+        self.chores_at = if self.retired.is_some() {
+            0
+        } else if !self.cut && matches!(self.next, Next::None) {
+            self.cur.len / 2
+        } else {
+            usize::MAX
+        };
     }
 
     /// Claims the reservation of the next chunk, once the current one is half used and no other
@@ -339,6 +356,7 @@ impl TraceFile {
             return None;
         }
         self.next = Next::Growing;
+        self.update_chores();
         let len = self.next_len;
         self.next_len = (self.next_len * 2).min(MAX_CHUNK);
         Some(GrowJob { fd: self.fd, id: self.id, path: self.path.clone(), off: self.cur.off + self.cur.len as u64, len })
@@ -361,6 +379,7 @@ impl TraceFile {
             Ok(c) => Next::Ready(c),
             Err(e) => Next::Failed(e),
         };
+        self.update_chores();
     }
 }
 

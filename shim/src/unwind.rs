@@ -125,7 +125,11 @@ pub fn forget_thread() {
     STACK.with(|t| t.set((0, 0)));
 }
 
-fn loader_counters() -> (u64, u64) {
+/// The loader's counters of objects added and removed. Walks the loader's list: called with
+/// `TABLES` held, which fork's `prepare` takes like `modules::LOADER`, so no fork happens in the
+/// middle of the walk (the walk takes only the list's own lock, which no loader code holds while
+/// it runs the program's code: no deadlock either).
+fn loader_counters(_tables: &LockGuard<'static, Option<Tables>>) -> (u64, u64) {
     let mut c = (0u64, 0u64);
     /// # Safety
     /// Called by `dl_iterate_phdr` with a valid `info` and `data` = the `(u64, u64)` below.
@@ -138,7 +142,7 @@ fn loader_counters() -> (u64, u64) {
         1
     }
     // SAFETY: `cb` matches the callback contract, takes no lock, and `c` outlives the call.
-    unsafe { modules::iterate_phdr(cb, (&raw mut c).cast()) };
+    unsafe { libc::dl_iterate_phdr(Some(cb), (&raw mut c).cast()) };
     c
 }
 
@@ -225,8 +229,8 @@ pub fn use_libgcc() -> bool {
 
 /// The tables, rebuilt (without the lock) if an object was loaded or unloaded since they were.
 fn current_tables() -> LockGuard<'static, Option<Tables>> {
-    let counters = loader_counters();
     let g = TABLES.lock();
+    let counters = loader_counters(&g);
     if g.as_ref().is_some_and(|t| t.counters == counters) {
         return g;
     }
