@@ -1,101 +1,87 @@
-//! Per-process trace recording: the file, stacks, modules, and the append path.
-//!
-//! Durability: records go into a `MAP_SHARED` mapping of the trace file. A store into it is in the
-//! kernel's page cache the moment it happens, so it survives `abort()` and SIGKILL without any
-//! flush. The file grows in chunks reserved with `posix_fallocate` first, so a full disk is an
-//! error at growth time (we stop recording, with a warning) instead of a SIGBUS on a store. Each
-//! record's payload is copied before its header word is published with one atomic store: a
-//! reader sees either a whole record or zeros.
+//! Per-process recording: the session (trace file, stack and module tables), and the append path
+//! every record takes.
 //!
 //! Hot path: unwind the stack before taking the lock, hold the lock only to deduplicate the stack
-//! and append.
+//! and append. Everything slow happens with the lock dropped, and is made race-free like this:
+//! - **Creating the file** (`session`): a thread that finds no session creates a file of its own
+//!   (open, first chunk, header, Info) without the lock, then installs it under the lock if the
+//!   slot is still empty. A thread that lost that race removes its own file (it was created with
+//!   `O_EXCL`, so nobody else has it) and appends to the winner's: no event lost, no file left.
+//! - **Growing the file** (`finish_append`): see `tracefile`; a record that finds no room makes
+//!   no change to the session before it returns `Full`, and is retried from the start.
+//! - **Describing modules** (`record`): a stack with an address outside every described module
+//!   makes the thread drop the lock, enumerate the loaded objects, re-take the lock, and write
+//!   those still undescribed; the stack record follows in the same critical section, so modules
+//!   always precede the stacks that need them, and two threads never describe one module twice.
+//!
+//! A table entry (stack id, module extent) is added only once its record is in the file, so a
+//! retried critical section never duplicates or skips one.
 
 use crate::modules;
+use crate::sync::{Lock, LockGuard};
 use crate::sys::{self, now_ns};
-use std::cell::UnsafeCell;
+use crate::tracefile::{self, Appended, TraceFile};
 use std::collections::HashMap;
-use std::ffi::{c_int, CString};
-use std::sync::atomic::{AtomicU64, Ordering};
-use vramtrace_trace::record::{self, encode, DeviceRec, InfoRec, MarkerRec, ModuleRec, RecordKind, StackRec};
+use std::ffi::CString;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use vramtrace_trace::record::{DeviceRec, InfoRec, LostRec, MarkerRec, ModuleRec, RecordKind, StackRec};
 use vramtrace_trace::{EndRec, EventRec};
-
-/// A `pthread_mutex_t`: usable from `pthread_atfork` handlers, no allocation, no poisoning.
-pub struct Lock(UnsafeCell<libc::pthread_mutex_t>);
-unsafe impl Sync for Lock {}
-
-pub struct Guard<'a>(&'a Lock);
-impl Drop for Guard<'_> {
-    fn drop(&mut self) {
-        unsafe { libc::pthread_mutex_unlock(self.0 .0.get()) };
-    }
-}
-
-impl Lock {
-    pub const fn new() -> Self {
-        Lock(UnsafeCell::new(libc::PTHREAD_MUTEX_INITIALIZER))
-    }
-    pub fn lock(&self) -> Guard<'_> {
-        unsafe { libc::pthread_mutex_lock(self.0.get()) };
-        Guard(self)
-    }
-    unsafe fn raw_lock(&self) {
-        unsafe { libc::pthread_mutex_lock(self.0.get()) };
-    }
-    unsafe fn raw_unlock(&self) {
-        unsafe { libc::pthread_mutex_unlock(self.0.get()) };
-    }
-    unsafe fn reinit(&self) {
-        unsafe { *self.0.get() = libc::PTHREAD_MUTEX_INITIALIZER };
-    }
-}
 
 pub const DEFAULT_STACK_DEPTH: usize = 32;
 const MAX_STACK_DEPTH: usize = 128;
 /// Frames of our own to unwind through before the caller's (wrapper, `wrap`, `record`).
 const SKIP_BUDGET: usize = 8;
-const FIRST_CHUNK: usize = 256 << 10;
-const MAX_CHUNK: usize = 8 << 20;
 
+#[derive(Clone)]
 struct Config {
     dir: CString,
     depth: usize,
 }
 
-struct Writer {
-    fd: c_int,
-    map: *mut u8,
-    map_off: u64,
-    map_len: usize,
-    pos: usize,
-    next_chunk: usize,
-    buf: Vec<u8>,
+/// One trace file and what it already holds.
+struct Session {
+    file: TraceFile,
     stacks: HashMap<Box<[u64]>, u32>,
     /// Extents of the modules already described in the file.
     modules: Vec<(u64, u64)>,
+    /// The Lost totals last written, and their sum.
+    lost_written: (u64, u64),
+    lost_any: u64,
+    ended: bool,
 }
 
 enum Status {
     /// No event yet: nothing created, nothing touched.
     Idle,
-    Recording(Box<Writer>),
-    /// Could not create or grow the file; warned once, now inert.
+    Recording(Box<Session>),
+    /// Could not create the file; warned once, now inert.
     Disabled,
 }
 
-struct State {
+pub struct State {
     status: Status,
     config: Option<Config>,
 }
 
-static LOCK: Lock = Lock::new();
-struct Shared(UnsafeCell<State>);
-unsafe impl Sync for Shared {}
-static STATE: Shared = Shared(UnsafeCell::new(State { status: Status::Idle, config: None }));
+/// The process's recording state. See `sync` for the lock order.
+pub static STATE: Lock<State> = Lock::new(State { status: Status::Idle, config: None });
 /// Stack depth, readable without the lock (u64::MAX until configured).
 static DEPTH: AtomicU64 = AtomicU64::new(u64::MAX);
-/// Address range of the shim itself, to drop our own frames from stacks; set with DEPTH.
-static SELF_START: AtomicU64 = AtomicU64::new(0);
-static SELF_END: AtomicU64 = AtomicU64::new(0);
+/// The process whose session is installed (0: none). A `vfork` child shares our memory but has
+/// another pid: it must never write into its parent's file.
+static OWNER: AtomicU32 = AtomicU32::new(0);
+/// Forks this process descends through (bumped in each child): a hook whose call straddles a
+/// fork leaves the recording to the parent.
+static FORKS: AtomicU64 = AtomicU64::new(0);
+/// The child of a fork made from inside the shim still holds its parent's session (see
+/// `after_fork_child`).
+static RESET_PENDING: AtomicBool = AtomicBool::new(false);
+/// Devices already described in this process's file (bit per ordinal 0..63).
+static DESCRIBED: AtomicU64 = AtomicU64::new(0);
+/// Running totals for the Lost record, and their sum (one load tells the hot path nothing changed).
+static LOST_CALLS: AtomicU64 = AtomicU64::new(0);
+static LOST_LOOKUPS: AtomicU64 = AtomicU64::new(0);
+static LOST_ANY: AtomicU64 = AtomicU64::new(0);
 
 fn config() -> Config {
     let dir = std::env::var_os("VRAMTRACE_DIR").filter(|d| !d.is_empty()).unwrap_or_else(|| ".".into());
@@ -111,64 +97,86 @@ fn config() -> Config {
     Config { dir: CString::new(dir.as_bytes()).unwrap_or_else(|_| c".".into()), depth }
 }
 
-/// The configured depth and the shim's own address range, read once.
-fn stack_config() -> (usize, (u64, u64)) {
-    let d = DEPTH.load(Ordering::Acquire);
-    if d == u64::MAX {
-        let range = self_range();
-        SELF_START.store(range.0, Ordering::Relaxed);
-        SELF_END.store(range.1, Ordering::Relaxed);
-        let _g = LOCK.lock();
-        let st = unsafe { &mut *STATE.0.get() };
-        let depth = st.config.get_or_insert_with(config).depth;
-        DEPTH.store(depth as u64, Ordering::Release);
+/// The configuration, read once (the environment is read before the lock is taken).
+fn configured() -> Config {
+    if let Some(c) = &STATE.lock().config {
+        return c.clone();
     }
-    (DEPTH.load(Ordering::Acquire) as usize, (SELF_START.load(Ordering::Relaxed), SELF_END.load(Ordering::Relaxed)))
+    let fresh = config();
+    STATE.lock().config.get_or_insert(fresh).clone()
+}
+
+fn stack_depth() -> usize {
+    let d = DEPTH.load(Ordering::Acquire);
+    if d != u64::MAX {
+        return d as usize;
+    }
+    let depth = configured().depth;
+    DEPTH.store(depth as u64, Ordering::Release);
+    depth
 }
 
 /// Captures the caller's stack into `buf` and returns it, innermost first, without our own
 /// frames.
-fn capture(buf: &mut [u64; MAX_STACK_DEPTH + SKIP_BUDGET], depth: usize, self_range: (u64, u64)) -> &[u64] {
+fn capture(buf: &mut [u64; MAX_STACK_DEPTH + SKIP_BUDGET], depth: usize) -> &[u64] {
+    let (lo, hi) = modules::shim_range();
     let n = crate::unwind::capture(&mut buf[..depth + SKIP_BUDGET]);
-    let skip = buf[..n].iter().take_while(|&&a| (self_range.0..self_range.1).contains(&a)).count();
+    let skip = buf[..n].iter().take_while(|&&a| (lo as u64..hi as u64).contains(&a)).count();
     let take = (n - skip).min(depth);
     &buf[skip..skip + take]
 }
 
-fn self_range() -> (u64, u64) {
-    modules::object_containing(self_range as *const () as usize).map_or((0, 0), |o| (o.start as u64, o.end as u64))
+/// A driver call or marker that arrived while its thread was already inside the shim's own code.
+pub fn count_lost_call() {
+    LOST_CALLS.fetch_add(1, Ordering::Relaxed);
+    LOST_ANY.fetch_add(1, Ordering::Release);
 }
 
-/// Records one event. Called with the thread's re-entry flag set.
+/// A lookup answered without our wrapper, for the same reason.
+pub fn count_lost_lookup() {
+    LOST_LOOKUPS.fetch_add(1, Ordering::Relaxed);
+    LOST_ANY.fetch_add(1, Ordering::Release);
+}
+
+/// Records one event. Called with the thread inside the shim.
 pub fn record(e: &mut EventRec) {
-    let (depth, range) = stack_config();
+    let depth = stack_depth();
     // The frame buffer (1 KiB) is only set up when stacks are on: zeroing it is measurable.
     let mut buf;
     let frames: &[u64] = if depth == 0 {
         &[]
     } else {
         buf = [0u64; MAX_STACK_DEPTH + SKIP_BUDGET];
-        capture(&mut buf, depth, range)
+        capture(&mut buf, depth)
     };
     e.tid = sys::tid();
-    let _g = LOCK.lock();
-    let Some(w) = writer() else { return };
-    e.stack_id = w.stack_id(frames);
-    e.t_ns = now_ns();
-    w.append(RecordKind::Event, &*e, &[], &[]);
+    append_with(|s, objects| {
+        e.stack_id = match s.stacks.get(frames) {
+            Some(&id) => id,
+            None if frames.is_empty() => 0,
+            None => {
+                if !s.covers(frames) {
+                    match objects.take() {
+                        // The loader is called without the lock: come back with the list.
+                        None => return Err(Again::NeedModules),
+                        Some(objs) => {
+                            s.describe_modules(objs)?;
+                        }
+                    }
+                }
+                s.new_stack(frames)?
+            }
+        };
+        e.t_ns = now_ns();
+        s.put(RecordKind::Event, &*e, &[], &[])
+    });
 }
 
 /// Records a user marker.
 pub fn mark(label: &[u8], value: i64) {
     let tid = sys::tid();
-    let _g = LOCK.lock();
-    let Some(w) = writer() else { return };
-    let m = MarkerRec { t_ns: now_ns(), value, tid, stack_id: 0 };
-    w.append(RecordKind::Marker, &m, &[], &[label]);
+    append_with(|s, _| s.put(RecordKind::Marker, &MarkerRec { t_ns: now_ns(), value, tid, stack_id: 0 }, &[], &[label]));
 }
-
-/// Devices already described in this process's file (bit per ordinal 0..63).
-static DESCRIBED: AtomicU64 = AtomicU64::new(0);
 
 /// Writes a Device record the first time a context is created on `dev` in this process.
 pub fn describe_device(dev: i32) {
@@ -176,241 +184,325 @@ pub fn describe_device(dev: i32) {
         return;
     }
     // Ask the driver before taking the lock: never hold our lock across a driver call.
-    let (name, total, version, uuid) = crate::resolve::describe_device(dev);
-    let _g = LOCK.lock();
-    let Some(w) = writer() else { return };
-    let rec = DeviceRec { t_ns: now_ns(), total_bytes: total, ordinal: dev, driver_version: version, uuid };
-    w.append(RecordKind::Device, &rec, &[], &[&name]);
+    let d = crate::driver::describe_device(dev);
+    append_with(|s, _| {
+        let rec = DeviceRec { t_ns: now_ns(), total_bytes: d.total, ordinal: dev, driver_version: d.driver_version, uuid: d.uuid };
+        s.put(RecordKind::Device, &rec, &[], &[&d.name])
+    });
 }
 
-/// The writer, created on first use. Must be called with `LOCK` held.
-fn writer() -> Option<&'static mut Writer> {
-    let st = unsafe { &mut *STATE.0.get() };
-    if let Status::Idle = st.status {
-        install_fork_handlers();
-        let cfg = st.config.get_or_insert_with(config);
-        st.status = match Writer::create(cfg) {
-            Ok(w) => Status::Recording(w),
-            Err(msg) => {
-                sys::warn(&format!("{msg}; recording is off for this process (pid {})", std::process::id()));
-                Status::Disabled
-            }
-        };
+/// Why a critical section gave up before changing anything: redo it after the slow step.
+enum Again {
+    /// The file's current chunk is full.
+    Full,
+    /// A stack needs modules not described yet.
+    NeedModules,
+}
+
+/// The loaded objects, listed without the lock for a critical section that needs them.
+type Objects = Option<Vec<modules::Object>>;
+
+/// Runs `body` on the session under the lock, redoing it after growing the file or listing the
+/// loaded modules (both without the lock) until it completes. `body` returns whether its record
+/// made it into the file (false: the file was cut).
+#[inline]
+fn append_with(mut body: impl FnMut(&mut Session, &mut Objects) -> Result<bool, Again>) {
+    // The first attempt is the hot path; the retries are out of line.
+    let Some(mut g) = session() else { return };
+    let Some(s) = session_of(&mut g) else { return };
+    let mut objects: Objects = None;
+    match s.note_lost().and_then(|()| body(s, &mut objects)) {
+        Ok(recorded) => appended(g, recorded),
+        Err(again) => retry_append(g, again, body),
     }
-    match &mut st.status {
-        Status::Recording(w) if w.fd >= 0 => Some(&mut **w),
+}
+
+#[inline]
+fn appended(g: LockGuard<'static, State>, recorded: bool) {
+    if !recorded {
+        count_lost_call();
+    }
+    finish_append(g, false);
+}
+
+#[cold]
+#[inline(never)]
+fn retry_append(mut g: LockGuard<'static, State>, mut again: Again, mut body: impl FnMut(&mut Session, &mut Objects) -> Result<bool, Again>) {
+    let mut waits = 0u32;
+    let mut objects: Objects = None;
+    loop {
+        match again {
+            Again::NeedModules => {
+                drop(g);
+                objects = Some(modules::all());
+            }
+            Again::Full => {
+                if !finish_append(g, true) {
+                    // Another thread is reserving the next chunk: give it the CPU.
+                    waits += 1;
+                    if waits < 100 {
+                        std::thread::yield_now();
+                    } else {
+                        std::thread::sleep(std::time::Duration::from_micros(50));
+                    }
+                }
+            }
+        }
+        let Some(next) = session() else { return };
+        g = next;
+        let Some(s) = session_of(&mut g) else { return };
+        match s.note_lost().and_then(|()| body(s, &mut objects)) {
+            Ok(recorded) => return appended(g, recorded),
+            Err(a) => again = a,
+        }
+    }
+}
+
+/// Drops the lock, then unmaps a retired chunk and reserves the next one if this thread claimed
+/// it (`now`: the current chunk is full). Returns whether this thread grew the file.
+#[inline]
+fn finish_append(mut g: LockGuard<'static, State>, now: bool) -> bool {
+    let chores = session_of(&mut g).is_some_and(|s| now || s.file.has_chores());
+    chores && grow_unlocked(g, now)
+}
+
+#[cold]
+#[inline(never)]
+fn grow_unlocked(mut g: LockGuard<'static, State>, now: bool) -> bool {
+    let Some(s) = session_of(&mut g) else { return false };
+    let job = s.file.claim_growth(now);
+    let retired = s.file.take_retired();
+    drop(g);
+    tracefile::unmap_retired(retired);
+    let Some(job) = job else { return false };
+    let grown = job.run();
+    let mut g = STATE.lock();
+    match &mut g.status {
+        Status::Recording(s) => s.file.install(grown),
+        _ => grown.discard(),
+    }
+    true
+}
+
+#[inline]
+fn session_of<'a>(g: &'a mut LockGuard<'static, State>) -> Option<&'a mut Session> {
+    match &mut g.status {
+        Status::Recording(s) => Some(s),
         _ => None,
     }
 }
 
-impl Writer {
-    fn create(cfg: &Config) -> Result<Box<Writer>, String> {
-        let pid = std::process::id();
-        let dir = cfg.dir.to_string_lossy();
-        let mut last_err = String::new();
-        // O_EXCL never overwrites (and refuses to follow a symlink at the final component); a
-        // taken name (pid reuse, or the image before an exec in this same process) gets a suffix.
-        for n in 0..100 {
-            let name = format!("{dir}/{}", vramtrace_trace::side::trace_file_name(pid, n));
-            let path = CString::new(name.clone()).map_err(|_| "bad VRAMTRACE_DIR".to_string())?;
-            let fd = unsafe {
-                libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC, 0o600)
-            };
-            if fd >= 0 {
-                let mut w = Box::new(Writer {
-                    fd,
-                    map: std::ptr::null_mut(),
-                    map_off: 0,
-                    map_len: 0,
-                    pos: 0,
-                    next_chunk: FIRST_CHUNK,
-                    buf: vec![0; 64 << 10],
-                    stacks: HashMap::new(),
-                    modules: Vec::new(),
-                });
-                w.grow(0).map_err(|e| format!("cannot reserve space in {name}: {e}"))?;
-                let header = record::file_header();
-                unsafe { std::ptr::copy_nonoverlapping(header.as_ptr(), w.map, header.len()) };
-                w.pos = header.len();
-                w.write_info(cfg.depth);
-                return Ok(w);
-            }
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() != Some(libc::EEXIST) {
-                return Err(format!("cannot create trace file {name}: {err}"));
-            }
-            last_err = format!("cannot create trace file {name}: {err}");
+/// The lock, with a session in it, created on first use (see the module doc for the race).
+#[inline]
+fn session() -> Option<LockGuard<'static, State>> {
+    let g = STATE.lock();
+    if RESET_PENDING.load(Ordering::Relaxed) {
+        drop(g);
+        reset_after_fork();
+        return start_session();
+    }
+    match g.status {
+        Status::Recording(_) => Some(g),
+        Status::Disabled => None,
+        Status::Idle => {
+            drop(g);
+            start_session()
         }
-        Err(last_err)
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn start_session() -> Option<LockGuard<'static, State>> {
+    loop {
+        let g = STATE.lock();
+        match g.status {
+            Status::Recording(_) => return Some(g),
+            Status::Disabled => return None,
+            Status::Idle => {}
+        }
+        drop(g);
+        let cfg = configured();
+        let made = open(&cfg);
+        let mut g = STATE.lock();
+        match (&g.status, made) {
+            (Status::Idle, Ok(s)) => {
+                g.status = Status::Recording(s);
+                OWNER.store(sys::pid(), Ordering::Release);
+            }
+            (Status::Idle, Err(msg)) => {
+                g.status = Status::Disabled;
+                drop(g);
+                sys::warn(&format!("{msg}; recording is off for this process (pid {})", sys::pid()));
+                return None;
+            }
+            (_, Ok(lost_race)) => {
+                drop(g);
+                lost_race.file.discard();
+            }
+            (_, Err(_)) => {}
+        }
+    }
+}
+
+/// A new file with its Info record: slow, done before the file is shared, without the lock.
+fn open(cfg: &Config) -> Result<Box<Session>, String> {
+    let mut file = TraceFile::create(&cfg.dir)?;
+    let info = InfoRec {
+        pid: sys::pid(),
+        // SAFETY: getppid has no preconditions and cannot fail.
+        ppid: unsafe { libc::getppid() } as u32,
+        mono_ns: now_ns(),
+        realtime_ns: sys::realtime_ns(),
+        stack_depth: cfg.depth as u32,
+        _reserved: 0,
+    };
+    let exe = modules::exe_path();
+    let mut cmd = std::fs::read("/proc/self/cmdline").unwrap_or_default();
+    if cmd.last() == Some(&0) {
+        cmd.pop();
+    }
+    cmd.truncate(32 << 10); // the encode buffer is 64 KiB
+    let host = std::fs::read("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = host.trim_ascii_end();
+    // The first chunk has room for it: it cannot be Full.
+    file.append(RecordKind::Info, &info, &[], &[exe.as_bytes(), &cmd, env!("CARGO_PKG_VERSION").as_bytes(), host]);
+    Ok(Box::new(Session { file, stacks: HashMap::new(), modules: Vec::new(), lost_written: (0, 0), lost_any: 0, ended: false }))
+}
+
+impl Session {
+    /// Appends a record: Ok(true) written, Ok(false) dropped (cut file), Err(Full) retry.
+    fn put<T: zerocopy::IntoBytes + zerocopy::Immutable>(&mut self, kind: RecordKind, fixed: &T, raw: &[u8], strings: &[&[u8]]) -> Result<bool, Again> {
+        match self.file.append(kind, fixed, raw, strings) {
+            Appended::Done => Ok(true),
+            Appended::Dropped => Ok(false),
+            Appended::Full => Err(Again::Full),
+        }
     }
 
-    /// Maps a new chunk at the end of the file, big enough for `need` bytes.
-    fn grow(&mut self, need: usize) -> Result<(), std::io::Error> {
-        let off = self.map_off + self.map_len as u64;
-        let len = self.next_chunk.max(record::pad8(need).next_multiple_of(4096));
-        let rc = unsafe { libc::posix_fallocate(self.fd, off as libc::off_t, len as libc::off_t) };
-        if rc != 0 {
-            return Err(std::io::Error::from_raw_os_error(rc));
+    /// Writes the Lost totals if they changed since the last Lost record.
+    #[inline]
+    fn note_lost(&mut self) -> Result<(), Again> {
+        if LOST_ANY.load(Ordering::Acquire) == self.lost_any {
+            return Ok(());
         }
-        let map = unsafe {
-            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_POPULATE, self.fd, off as libc::off_t)
-        };
-        if map == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
+        self.write_lost()
+    }
+
+    #[cold]
+    fn write_lost(&mut self) -> Result<(), Again> {
+        if self.file.is_cut() {
+            return Ok(()); // the final totals go in with End
         }
-        if !self.map.is_null() {
-            unsafe { libc::munmap(self.map.cast(), self.map_len) };
-        }
-        (self.map, self.map_off, self.map_len, self.pos) = (map.cast(), off, len, 0);
-        self.next_chunk = (self.next_chunk * 2).min(MAX_CHUNK);
+        let any = LOST_ANY.load(Ordering::Acquire);
+        let now = (LOST_CALLS.load(Ordering::Relaxed), LOST_LOOKUPS.load(Ordering::Relaxed));
+        self.put(RecordKind::Lost, &LostRec { t_ns: now_ns(), calls: now.0, lookups: now.1 }, &[], &[])?;
+        (self.lost_written, self.lost_any) = (now, any);
         Ok(())
     }
 
-    fn append<T: zerocopy::IntoBytes + zerocopy::Immutable>(&mut self, kind: RecordKind, fixed: &T, raw: &[u8], strings: &[&[u8]]) {
-        let Some((header, len)) = encode(kind, fixed, raw, strings, &mut self.buf) else { return };
-        if self.pos + len > self.map_len {
-            let rest = self.map_len - self.pos;
-            if rest >= 8 {
-                // Fill the chunk's tail so the reader steps over it to the next chunk.
-                let pad = record::RecordHeader { len: rest as u32, kind: RecordKind::Pad as u16 };
-                self.publish(pad.to_u64());
-            }
-            if let Err(e) = self.grow(len) {
-                sys::warn(&format!("cannot grow the trace file: {e}; recording stops here (pid {})", std::process::id()));
-                unsafe { libc::close(self.fd) };
-                self.fd = -1;
-                return;
-            }
-        }
-        unsafe { std::ptr::copy_nonoverlapping(self.buf.as_ptr().add(8), self.map.add(self.pos + 8), len - 8) };
-        self.publish(header);
-        self.pos += len;
+    fn covers(&self, frames: &[u64]) -> bool {
+        frames.iter().all(|&a| self.modules.iter().any(|&(s, e)| (s..e).contains(&a)))
     }
 
-    /// Publishes a record by storing its header word last.
-    fn publish(&mut self, header: u64) {
-        let slot = unsafe { &*(self.map.add(self.pos) as *const AtomicU64) };
-        slot.store(header.to_le(), Ordering::Release);
-    }
-
-    fn write_info(&mut self, depth: usize) {
-        let info = InfoRec {
-            pid: std::process::id(),
-            ppid: unsafe { libc::getppid() } as u32,
-            mono_ns: now_ns(),
-            realtime_ns: sys::realtime_ns(),
-            stack_depth: depth as u32,
-            _reserved: 0,
-        };
-        let exe = modules::exe_path();
-        let mut cmd = std::fs::read("/proc/self/cmdline").unwrap_or_default();
-        if cmd.last() == Some(&0) {
-            cmd.pop();
-        }
-        cmd.truncate(32 << 10); // the encode buffer is 64 KiB
-        let host = std::fs::read("/proc/sys/kernel/hostname").unwrap_or_default();
-        let host = host.trim_ascii_end();
-        self.append(RecordKind::Info, &info, &[], &[exe.as_bytes(), &cmd, env!("CARGO_PKG_VERSION").as_bytes(), host]);
-    }
-
-    /// Deduplicates a stack; a new one is written out (with any module it needs first).
-    fn stack_id(&mut self, frames: &[u64]) -> u32 {
-        if frames.is_empty() {
-            return 0;
-        }
-        if let Some(&id) = self.stacks.get(frames) {
-            return id;
-        }
-        if frames.iter().any(|&a| !self.modules.iter().any(|&(s, e)| (s..e).contains(&a))) {
-            self.write_modules();
-        }
+    /// Writes out a stack not seen before and gives it an id.
+    fn new_stack(&mut self, frames: &[u64]) -> Result<u32, Again> {
         let id = self.stacks.len() as u32 + 1;
-        self.stacks.insert(frames.into(), id);
         let raw: &[u8] = zerocopy::IntoBytes::as_bytes(frames);
-        self.append(RecordKind::Stack, &StackRec { id, depth: frames.len() as u32 }, raw, &[]);
-        id
+        // Only a stack that is in the file gets an id (a cut file records no more events).
+        if self.put(RecordKind::Stack, &StackRec { id, depth: frames.len() as u32 }, raw, &[])? {
+            self.stacks.insert(frames.into(), id);
+            Ok(id)
+        } else {
+            Ok(0)
+        }
     }
 
-    /// Describes every loaded module not described yet (new ones appear after each dlopen).
-    fn write_modules(&mut self) {
-        let mut new = Vec::new();
-        modules::for_each(|o| {
-            if !self.modules.contains(&(o.start as u64, o.end as u64)) {
-                new.push(o);
+    /// Describes every listed module not described yet (new ones appear after each dlopen).
+    fn describe_modules(&mut self, objects: Vec<modules::Object>) -> Result<bool, Again> {
+        for o in objects {
+            let extent = (o.start as u64, o.end as u64);
+            if self.modules.contains(&extent) {
+                continue;
             }
-            false
-        });
-        for o in new {
-            let id = self.modules.len() as u32 + 1;
-            self.modules.push((o.start as u64, o.end as u64));
             let rec = ModuleRec {
-                id,
+                id: self.modules.len() as u32 + 1,
                 build_id_len: o.build_id_len as u32,
                 base: o.base as u64,
-                start: o.start as u64,
-                end: o.end as u64,
+                start: extent.0,
+                end: extent.1,
                 build_id: o.build_id,
             };
             let path = if o.is_main { modules::exe_path().into_bytes() } else { o.name.into_bytes() };
-            self.append(RecordKind::Module, &rec, &[], &[&path]);
+            if !self.put(RecordKind::Module, &rec, &[], &[&path])? {
+                return Ok(false);
+            }
+            self.modules.push(extent);
         }
+        Ok(true)
     }
 }
 
-/// Called at normal process exit: an End record tells the analyzer the process did not crash.
-/// The mapping stays: threads may still record during teardown.
+/// See `FORKS`.
+#[inline]
+pub fn forks() -> u64 {
+    FORKS.load(Ordering::Relaxed)
+}
+
+/// The process that owns the installed session (0: none).
+pub fn owner() -> u32 {
+    OWNER.load(Ordering::Acquire)
+}
+
+/// At process exit (normal, or `_exit`): the final Lost totals and an End record, which tells
+/// the analyzer the process did not crash. Written once, into the space kept for it even in a
+/// cut file. The mapping stays: threads may still record during teardown.
 pub fn finish() {
-    let _g = LOCK.lock();
-    let st = unsafe { &mut *STATE.0.get() };
-    if let Status::Recording(w) = &mut st.status {
-        if w.fd >= 0 {
-            w.append(RecordKind::End, &EndRec { t_ns: now_ns(), _reserved: 0 }, &[], &[]);
-        }
+    let mut g = STATE.lock();
+    let Status::Recording(s) = &mut g.status else { return };
+    if s.ended || OWNER.load(Ordering::Acquire) != sys::pid() {
+        return;
     }
+    s.ended = true;
+    let now = (LOST_CALLS.load(Ordering::Relaxed), LOST_LOOKUPS.load(Ordering::Relaxed));
+    if now != s.lost_written {
+        s.file.append_final(RecordKind::Lost, &LostRec { t_ns: now_ns(), calls: now.0, lookups: now.1 });
+        s.lost_written = now;
+    }
+    s.file.append_final(RecordKind::End, &EndRec { t_ns: now_ns(), _reserved: 0 });
 }
 
-pub fn install_fork_handlers() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| unsafe {
-        libc::pthread_atfork(Some(before_fork), Some(after_fork_parent), Some(after_fork_child));
-    });
-}
-
-/// Every lock of the shim. Held across fork so the child never inherits one mid-update.
-fn all_locks() -> [&'static Lock; 3] {
-    [&crate::resolve::ID_LOCK, &crate::unwind::LOCK, &LOCK]
-}
-
-unsafe extern "C" fn before_fork() {
-    for l in all_locks() {
-        unsafe { l.raw_lock() };
-    }
-}
-unsafe extern "C" fn after_fork_parent() {
-    for l in all_locks().iter().rev() {
-        unsafe { l.raw_unlock() };
-    }
-}
-/// The child must never write into the parent's file: drop the parent's mapping (the parent's own
-/// mapping is unaffected) and start over lazily with a file of its own.
-unsafe extern "C" fn after_fork_child() {
-    let st = unsafe { &mut *STATE.0.get() };
-    if let Status::Recording(w) = std::mem::replace(&mut st.status, Status::Idle) {
-        unsafe {
-            if !w.map.is_null() {
-                libc::munmap(w.map.cast(), w.map_len);
-            }
-            if w.fd >= 0 {
-                libc::close(w.fd);
-            }
-        }
+/// In the child after `fork`: it must never write into the parent's file. Drop the parent's
+/// mappings (the parent's own are unaffected) and start over lazily with a file of its own.
+///
+/// `held`: the forking thread held `STATE` (a signal handler that interrupted the recorder
+/// forked). The code it interrupted may resume in the child, in the middle of a critical section
+/// that uses the session: the session is left alone until the next critical section starts
+/// (`RESET_PENDING`), and only then released. That interrupted section may still finish the one
+/// record it was appending into the parent's file (the parent appends the same record at the
+/// same place).
+pub fn after_fork_child(held: bool) {
+    FORKS.fetch_add(1, Ordering::Relaxed);
+    if held {
+        RESET_PENDING.store(true, Ordering::Relaxed);
     } else {
-        st.status = Status::Idle;
+        reset_after_fork();
     }
-    sys::forget_tid();
-    crate::unwind::forget_thread();
+    OWNER.store(0, Ordering::Release);
     DESCRIBED.store(0, Ordering::Relaxed); // the child's file describes its devices again
-    for l in all_locks() {
-        unsafe { l.reinit() };
+    LOST_CALLS.store(0, Ordering::Relaxed);
+    LOST_LOOKUPS.store(0, Ordering::Relaxed);
+    LOST_ANY.store(0, Ordering::Relaxed);
+}
+
+/// Releases the parent's session (its mappings and descriptor) in a fork child.
+#[cold]
+fn reset_after_fork() {
+    let mut g = STATE.lock();
+    RESET_PENDING.store(false, Ordering::Relaxed);
+    let old = std::mem::replace(&mut g.status, Status::Idle);
+    drop(g);
+    if let Status::Recording(s) = old {
+        s.file.release();
     }
 }

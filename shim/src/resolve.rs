@@ -1,51 +1,50 @@
 //! How the program finds the driver, and how we get in between.
 //!
-//! Three doors lead to driver functions: the exported symbols (programs linked with `-lcuda`),
-//! `dlsym` (JAX, anything that `dlopen`s libcuda), and `cuGetProcAddress[_v2]` (cudart, hence ggml,
-//! PyTorch, cuBLAS). For the last two we let the real lookup run, then decide by the *identity of
-//! the returned pointer* whether it is a function we record — this covers `_v2`, `_ptsz` and
-//! per-version variants without re-implementing the driver's name resolution — and hand back our
+//! Three doors lead to driver functions: the exported symbols (programs linked with `-lcuda`,
+//! see `hooks`), `dlsym` (JAX, anything that `dlopen`s libcuda), and `cuGetProcAddress[_v2]`
+//! (cudart, hence ggml, PyTorch, cuBLAS). For the last two we let the real lookup run, then ask
+//! `identity` whether the returned pointer is a function we record, and if so hand back our
 //! wrapper, remembering the pointer the caller would have called. Caller version, flags and
 //! `symbolStatus` are passed through untouched.
+//!
+//! A lookup made while its thread is already inside the shim is answered by the real lookup
+//! alone, without our wrapper: from inside the driver it is the driver's own business; from a
+//! signal handler that interrupted the shim it must not wait for our locks (it is counted in the
+//! trace's Lost record).
+//!
+//! We also hook `dlclose`, only to count it: pointers cached before it may point into an object
+//! that is gone.
 
-use crate::hooks::{Hook, N_HOOKS};
-use crate::sys::LinkMap;
+
+use crate::driver::{self, DlsymFn};
+use crate::hooks::{self, Hook};
+use crate::identity;
+use crate::modules;
+use crate::recorder;
+use crate::sync::{self, Where};
+use crate::sys::{self, LinkMap};
 use std::ffi::{c_char, c_int, c_void, CStr};
-use std::sync::atomic::{AtomicUsize, Ordering::*};
 
-type DlsymFn = unsafe extern "C" fn(*mut c_void, *const c_char) -> *mut c_void;
-
-static REAL_DLSYM: AtomicUsize = AtomicUsize::new(0);
-
-/// glibc's own `dlsym`, found with `dlvsym` (which we do not hook). 2.34 moved it out of libdl.
-pub fn real_dlsym() -> Option<DlsymFn> {
-    let mut p = REAL_DLSYM.load(Relaxed);
-    if p == 0 {
-        for ver in [c"GLIBC_2.34", c"GLIBC_2.2.5", c"GLIBC_2.17"] {
-            p = unsafe { libc::dlvsym(libc::RTLD_NEXT, c"dlsym".as_ptr(), ver.as_ptr()) } as usize;
-            if p != 0 {
-                break;
-            }
-        }
-        REAL_DLSYM.store(p, Relaxed);
-    }
-    (p != 0).then(|| unsafe { std::mem::transmute::<usize, DlsymFn>(p) })
-}
+use vramtrace_trace::api::cu::{ERROR_NOT_INITIALIZED as CUDA_ERROR_NOT_INITIALIZED, SUCCESS as CUDA_SUCCESS};
 
 /// Decides, before any stack frame of ours exists, whether a `dlsym` call concerns us. Names that
 /// are not driver functions go straight to glibc by a tail jump, so glibc sees the program's own
 /// return address and `RTLD_NEXT` keeps meaning "after the caller" for every other interposer.
 extern "C" fn dlsym_pick(_handle: *mut c_void, name: *const c_char) -> usize {
-    let real = real_dlsym().map_or(0, |f| f as usize);
-    if name.is_null() || real == 0 {
+    let real = driver::real_dlsym().map_or(0, |f| f as usize);
+    if name.is_null() || real == 0 || sys::secure() {
         return real;
     }
+    // SAFETY: a non-NULL `name` is the caller's NUL-terminated symbol name (dlsym's contract).
     let b = unsafe { CStr::from_ptr(name) }.to_bytes();
     if b.starts_with(b"cu") { 0 } else { real }
 }
 
 /// Our `dlsym`: a naked trampoline (see `dlsym_pick`), then `dlsym_hook` with the caller's return
 /// address as third argument.
+///
+/// # Safety
+/// Same contract as glibc's `dlsym`.
 #[cfg(target_arch = "x86_64")]
 #[unsafe(naked)]
 #[unsafe(no_mangle)]
@@ -69,6 +68,8 @@ pub unsafe extern "C" fn dlsym(handle: *mut c_void, name: *const c_char) -> *mut
     )
 }
 
+/// # Safety
+/// Same contract as glibc's `dlsym`.
 #[cfg(target_arch = "aarch64")]
 #[unsafe(naked)]
 #[unsafe(no_mangle)]
@@ -90,250 +91,199 @@ pub unsafe extern "C" fn dlsym(handle: *mut c_void, name: *const c_char) -> *mut
     )
 }
 
+/// # Safety
+/// Reached from `dlsym` with its arguments and the caller's return address.
 unsafe extern "C" fn dlsym_hook(handle: *mut c_void, name: *const c_char, caller: *const c_void) -> *mut c_void {
-    let Some(real) = real_dlsym() else { return std::ptr::null_mut() };
-    let p = if handle == libc::RTLD_NEXT { unsafe { next_after(real, caller, name) } } else { unsafe { real(handle, name) } };
-    if p.is_null() {
-        return p;
+    let Some(real) = driver::real_dlsym() else { return std::ptr::null_mut() };
+    let lookup = || {
+        if handle == libc::RTLD_NEXT {
+            // SAFETY: the caller's own name, passed on under dlsym's contract.
+            unsafe { next_after(real, caller, name) }
+        } else {
+            // SAFETY: the caller's own arguments, passed on under dlsym's contract.
+            unsafe { real(handle, name) }
+        }
+    };
+    match sync::enter() {
+        Ok(inside) => {
+            let p = inside.call_out(lookup);
+            if p.is_null() {
+                return p;
+            }
+            std::panic::catch_unwind(|| translate(p as usize) as *mut c_void).unwrap_or(p)
+        }
+        Err(Where::Driver) => lookup(),
+        Err(_) => {
+            recorder::count_lost_lookup();
+            // No loader walk here: relative to the shim is close enough for a signal handler.
+            // SAFETY: the caller's own arguments, passed on under dlsym's contract.
+            unsafe { real(handle, name) }
+        }
     }
-    std::panic::catch_unwind(|| translate(p as usize) as *mut c_void).unwrap_or(p)
 }
 
 /// `RTLD_NEXT` on behalf of `caller`: the first definition in an object loaded after the caller's.
 /// Only reached for driver names, so the extra failed lookups cannot disturb malloc interposers.
+///
+/// # Safety
+/// `name` is NUL-terminated; `caller` is any address.
 unsafe fn next_after(real: DlsymFn, caller: *const c_void, name: *const c_char) -> *mut c_void {
-    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
-    let mut map: *mut LinkMap = std::ptr::null_mut();
-    let ok = unsafe { libc::dladdr1(caller, &mut info, (&raw mut map).cast(), crate::sys::RTLD_DL_LINKMAP) };
-    if ok == 0 || map.is_null() {
+    let mut map = owner_map(caller);
+    if map.is_null() {
+        // SAFETY: forwarded under dlsym's contract.
         return unsafe { real(libc::RTLD_NEXT, name) };
     }
-    let mut m = unsafe { (*map).l_next };
-    while !m.is_null() {
+    // SAFETY: `map` is a link map the loader handed us; its list stays valid while we walk it
+    // (objects are only removed under the loader lock by dlclose, which the program does not
+    // race with its own lookups).
+    map = unsafe { (*map).l_next };
+    while !map.is_null() {
         // A link map is not always a valid dlsym handle (the vDSO's has no search list): get a
         // real handle by name, and skip objects without one.
-        let lname = unsafe { (*m).l_name };
+        // SAFETY: `map` is a live link map entry (see above).
+        let lname = unsafe { (*map).l_name };
+        // SAFETY: a non-NULL l_name is a NUL-terminated string.
         if !lname.is_null() && unsafe { *lname } != 0 {
+            // SAFETY: NOLOAD only returns a reference to an object already loaded.
             let h = unsafe { libc::dlopen(lname, libc::RTLD_NOLOAD | libc::RTLD_LAZY) };
             if !h.is_null() {
+                // SAFETY: `h` is live until the dlclose below; `name` is NUL-terminated.
                 let p = unsafe { real(h, name) };
-                unsafe { libc::dlclose(h) };
+                driver::real_dlclose(h);
                 // A handle's lookup also searches its dependencies; keep only definitions in `m`.
-                if !p.is_null() && owner_map(p) == m {
+                if !p.is_null() && owner_map(p) == map {
                     return p;
                 }
             }
         }
-        m = unsafe { (*m).l_next };
+        // SAFETY: as above.
+        map = unsafe { (*map).l_next };
     }
     std::ptr::null_mut()
 }
 
-fn owner_map(p: *mut c_void) -> *mut LinkMap {
+fn owner_map(p: *const c_void) -> *mut LinkMap {
+    // SAFETY: Dl_info is plain data; zeroed is a valid out-parameter.
     let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
     let mut map: *mut LinkMap = std::ptr::null_mut();
-    let ok = unsafe { libc::dladdr1(p, &mut info, (&raw mut map).cast(), crate::sys::RTLD_DL_LINKMAP) };
+    // SAFETY: both out-parameters are valid; RTLD_DL_LINKMAP makes the last one a link map
+    // pointer, which is what `map` is.
+    let ok = unsafe { libc::dladdr1(p, &mut info, (&raw mut map).cast(), sys::RTLD_DL_LINKMAP) };
     if ok == 0 { std::ptr::null_mut() } else { map }
 }
-
-// ---- identity table ---------------------------------------------------------------------------
-
-/// Real pointers bound to each hook, per route. Exported wrappers forward to what `RTLD_NEXT`
-/// finds after us; lookup wrappers forward to the pointer the lookup returned. They may differ
-/// when another interposer is stacked with us, so they are kept apart.
-pub static NEXT_EXPORT: [AtomicUsize; N_HOOKS] = [const { AtomicUsize::new(0) }; N_HOOKS];
-pub static NEXT_LOOKUP: [AtomicUsize; N_HOOKS] = [const { AtomicUsize::new(0) }; N_HOOKS];
-
-/// `RTLD_NEXT` from the shim, resolved once per hook.
-pub fn next_export(h: Hook) -> usize {
-    let slot = &NEXT_EXPORT[h as usize];
-    let p = slot.load(Acquire);
-    if p != 0 {
-        return p;
-    }
-    let Some(real) = real_dlsym() else { return 0 };
-    let p = unsafe { real(libc::RTLD_NEXT, h.symbol().as_ptr()) } as usize;
-    if p != 0 && !crate::hooks::is_wrapper(p) {
-        slot.store(p, Release);
-        p
-    } else {
-        0
-    }
-}
-
-pub fn next_lookup(h: Hook) -> usize {
-    NEXT_LOOKUP[h as usize].load(Acquire)
-}
-
-struct Identity {
-    /// (real pointer, hook) pairs found so far.
-    known: [(usize, u8); 512],
-    n: usize,
-    /// Load bases of the objects whose symbols are already in `known`.
-    objects: [usize; 32],
-    n_objects: usize,
-}
-
-pub static ID_LOCK: crate::recorder::Lock = crate::recorder::Lock::new();
-static mut IDENTITY: Identity = Identity { known: [(0, 0); 512], n: 0, objects: [0; 32], n_objects: 0 };
 
 /// Given a pointer a lookup for a `cu*` name returned, returns what the caller should get: our
 /// wrapper if the pointer is a function we record, else the pointer unchanged.
 pub fn translate(p: usize) -> usize {
-    if let Some(h) = crate::hooks::exported_hook(p) {
+    if let Some(h) = exported_hook(p) {
         // The lookup found our export (RTLD_DEFAULT, or RTLD_NEXT from an interposer before us).
         // Without us it would have found the driver's — or nothing, if libcuda is not in the
         // global scope: then say nothing too, rather than hand out a wrapper with no driver.
-        return if next_export(h) != 0 { p } else { 0 };
+        return if hooks::next_export(h) != 0 { p } else { 0 };
     }
-    if crate::hooks::is_wrapper(p) {
+    if modules::in_shim(p) {
         return p; // already ours: never bind to ourselves
     }
-    let Some(h) = identify(p) else { return p };
-    let slot = &NEXT_LOOKUP[h as usize];
-    match slot.compare_exchange(0, p, AcqRel, Acquire) {
-        Ok(_) => crate::hooks::lookup_wrapper(h),
-        Err(cur) if cur == p => crate::hooks::lookup_wrapper(h),
+    let Some(h) = identity::identify(p) else { return p };
+    match hooks::bind_lookup(h, p) {
+        Ok(()) => lookup_wrapper(h),
+        // The bound function's object was unloaded and the driver is back (elsewhere): rebind.
+        Err(old) if modules::object_containing(old).is_none() && hooks::rebind_lookup(h, old, p) => lookup_wrapper(h),
         // A second, different implementation of the same function (two drivers, or an
         // interposer's wrapper): hand it back untouched rather than redirect the caller.
         Err(_) => p,
     }
 }
 
-fn identify(p: usize) -> Option<Hook> {
-    crate::recorder::install_fork_handlers();
-    let find = |id: &Identity| id.known[..id.n].iter().find(|k| k.0 == p).and_then(|k| Hook::from_index(k.1 as usize));
-    {
-        let _g = ID_LOCK.lock();
-        if let Some(h) = find(unsafe { &*(&raw const IDENTITY) }) {
-            return Some(h);
-        }
+fn exported_hook(p: usize) -> Option<Hook> {
+    if p == cuGetProcAddress as *const () as usize {
+        return Some(Hook::GetProcAddress);
     }
-    // Index the object holding `p`: resolve every hooked name in it, so whatever it defines is
-    // known by address. Done without our lock held: `dlopen` takes the loader lock, which a thread
-    // running a library constructor may hold while it calls into us.
-    let obj = crate::modules::object_containing(p)?;
-    {
-        let _g = ID_LOCK.lock();
-        let id = unsafe { &*(&raw const IDENTITY) };
-        if id.objects[..id.n_objects].contains(&obj.base) {
-            return None; // indexed already, and `p` is none of ours
-        }
+    if p == cuGetProcAddress_v2 as *const () as usize {
+        return Some(Hook::GetProcAddressV2);
     }
-    let name = if obj.is_main { std::ptr::null() } else { obj.name.as_ptr() };
-    let handle = unsafe { libc::dlopen(name, libc::RTLD_NOLOAD | libc::RTLD_LAZY) };
-    if handle.is_null() {
-        return None;
-    }
-    let real = real_dlsym()?;
-    let mut found = [(0usize, 0u8); N_HOOKS];
-    let mut n = 0;
-    for (i, slot) in found.iter_mut().enumerate() {
-        let q = unsafe { real(handle, Hook::from_index(i)?.symbol().as_ptr()) } as usize;
-        if q != 0 && !crate::hooks::is_wrapper(q) {
-            *slot = (q, i as u8);
-            n += 1;
-        }
-    }
-    unsafe { libc::dlclose(handle) };
-    let _g = ID_LOCK.lock();
-    let id = unsafe { &mut *(&raw mut IDENTITY) };
-    if !id.objects[..id.n_objects].contains(&obj.base) && id.n_objects < id.objects.len() && id.n + n <= id.known.len() {
-        id.objects[id.n_objects] = obj.base;
-        id.n_objects += 1;
-        for &k in found.iter().filter(|k| k.0 != 0) {
-            id.known[id.n] = k;
-            id.n += 1;
-        }
-    }
-    find(id)
+    hooks::exported_hook(p)
 }
 
-// ---- helper driver calls ------------------------------------------------------------------------
-
-/// Driver functions the shim itself calls (device of the current context, free/total, device
-/// descriptions), resolved from libcuda directly, however the program loaded it (cudart loads it
-/// `RTLD_LOCAL`). Our own calls happen inside a hook, so they are never recorded.
-#[derive(Clone, Copy)]
-enum Helper {
-    CtxGetDevice,
-    MemGetInfo,
-    DeviceGetName,
-    DeviceTotalMem,
-    DriverGetVersion,
-    DeviceGetUuid,
-}
-const HELPER_NAMES: [&CStr; 6] =
-    [c"cuCtxGetDevice", c"cuMemGetInfo_v2", c"cuDeviceGetName", c"cuDeviceTotalMem_v2", c"cuDriverGetVersion", c"cuDeviceGetUuid"];
-
-static LIBCUDA: AtomicUsize = AtomicUsize::new(0);
-static HELPERS: [AtomicUsize; 6] = [const { AtomicUsize::new(0) }; 6];
-
-fn helper(h: Helper) -> Option<usize> {
-    let p = HELPERS[h as usize].load(Acquire);
-    if p != 0 {
-        return Some(p);
+fn lookup_wrapper(h: Hook) -> usize {
+    match h {
+        Hook::GetProcAddress => procaddr_v1_lookup as *const () as usize,
+        Hook::GetProcAddressV2 => procaddr_v2_lookup as *const () as usize,
+        h => hooks::lookup_wrappers()[h as usize],
     }
-    let mut lib = LIBCUDA.load(Acquire);
-    if lib == 0 {
-        lib = unsafe { libc::dlopen(c"libcuda.so.1".as_ptr(), libc::RTLD_NOLOAD | libc::RTLD_LAZY) } as usize;
-        if lib == 0 {
-            return None;
-        }
-        LIBCUDA.store(lib, Release);
-    }
-    let p = unsafe { real_dlsym()?(lib as *mut c_void, HELPER_NAMES[h as usize].as_ptr()) } as usize;
-    HELPERS[h as usize].store(p, Release);
-    (p != 0).then_some(p)
 }
 
-/// Ordinal of the calling thread's current context, or -1.
-pub fn current_device() -> i32 {
-    let Some(f) = helper(Helper::CtxGetDevice) else { return -1 };
-    let f: unsafe extern "C" fn(*mut c_int) -> u32 = unsafe { std::mem::transmute(f) };
-    let mut d: c_int = -1;
-    if unsafe { f(&mut d) } == 0 { d } else { -1 }
+// ---- cuGetProcAddress --------------------------------------------------------------------------
+
+type ProcV1 = unsafe extern "C" fn(*const c_char, *mut *mut c_void, c_int, u64) -> u32;
+type ProcV2 = unsafe extern "C" fn(*const c_char, *mut *mut c_void, c_int, u64, *mut c_void) -> u32;
+
+/// Runs the real lookup, then swaps the returned pointer for our wrapper if it is one we record.
+///
+/// # Safety
+/// `pfn` is what the caller passed (NULL, or a writable pointer slot).
+unsafe fn procaddr(real: usize, call: impl FnOnce(usize) -> u32, symbol: *const c_char, pfn: *mut *mut c_void) -> u32 {
+    if real == 0 {
+        return CUDA_ERROR_NOT_INITIALIZED;
+    }
+    let Some(inside) = sync::enter_hook(recorder::count_lost_lookup) else { return call(real) };
+    let r = inside.call_out(|| call(real));
+    // SAFETY: `pfn` is NULL-checked, and on success the driver stored a pointer in it.
+    if r != CUDA_SUCCESS || symbol.is_null() || pfn.is_null() || unsafe { (*pfn).is_null() } {
+        return r;
+    }
+    // SAFETY: `pfn` is a valid, non-NULL slot holding the driver's answer (checked above).
+    let p = unsafe { *pfn } as usize;
+    if let Ok(q) = std::panic::catch_unwind(|| translate(p)) {
+        // SAFETY: as above; the slot is the caller's out-parameter.
+        unsafe { *pfn = q as *mut c_void };
+    }
+    r
 }
 
-/// The driver's (free, total) for the current context, if it answers.
-pub fn mem_info() -> Option<(u64, u64)> {
-    let f = helper(Helper::MemGetInfo)?;
-    let f: unsafe extern "C" fn(*mut usize, *mut usize) -> u32 = unsafe { std::mem::transmute(f) };
-    let (mut free, mut total) = (0usize, 0usize);
-    (unsafe { f(&mut free, &mut total) } == 0).then_some((free as u64, total as u64))
+/// # Safety
+/// Same contract as the driver's `cuGetProcAddress`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cuGetProcAddress(symbol: *const c_char, pfn: *mut *mut c_void, ver: c_int, flags: u64) -> u32 {
+    let real = hooks::next_export(Hook::GetProcAddress);
+    // SAFETY: `real` is the driver's cuGetProcAddress; the arguments are the caller's.
+    unsafe { procaddr(real, |p| std::mem::transmute::<usize, ProcV1>(p)(symbol, pfn, ver, flags), symbol, pfn) }
 }
 
-/// What the driver says about a device: (name, total bytes, driver version, uuid); parts it does
-/// not answer stay empty / zero.
-pub fn describe_device(dev: i32) -> (Vec<u8>, u64, i32, [u8; 16]) {
-    let mut name = [0u8; 256];
-    let mut name_len = 0;
-    if let Some(f) = helper(Helper::DeviceGetName) {
-        let f: unsafe extern "C" fn(*mut c_char, c_int, c_int) -> u32 = unsafe { std::mem::transmute(f) };
-        if unsafe { f(name.as_mut_ptr().cast(), name.len() as c_int - 1, dev) } == 0 {
-            name_len = name.iter().position(|&b| b == 0).unwrap_or(0);
-        }
-    }
-    let mut total = 0usize;
-    if let Some(f) = helper(Helper::DeviceTotalMem) {
-        let f: unsafe extern "C" fn(*mut usize, c_int) -> u32 = unsafe { std::mem::transmute(f) };
-        if unsafe { f(&mut total, dev) } != 0 {
-            total = 0;
-        }
-    }
-    let mut version: c_int = 0;
-    if let Some(f) = helper(Helper::DriverGetVersion) {
-        let f: unsafe extern "C" fn(*mut c_int) -> u32 = unsafe { std::mem::transmute(f) };
-        if unsafe { f(&mut version) } != 0 {
-            version = 0;
-        }
-    }
-    let mut uuid = [0u8; 16];
-    if let Some(f) = helper(Helper::DeviceGetUuid) {
-        let f: unsafe extern "C" fn(*mut u8, c_int) -> u32 = unsafe { std::mem::transmute(f) };
-        if unsafe { f(uuid.as_mut_ptr(), dev) } != 0 {
-            uuid = [0; 16];
-        }
-    }
-    (name[..name_len].to_vec(), total as u64, version, uuid)
+/// # Safety
+/// Same contract as the driver's `cuGetProcAddress_v2`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cuGetProcAddress_v2(symbol: *const c_char, pfn: *mut *mut c_void, ver: c_int, flags: u64, status: *mut c_void) -> u32 {
+    let real = hooks::next_export(Hook::GetProcAddressV2);
+    // SAFETY: `real` is the driver's cuGetProcAddress_v2; the arguments are the caller's.
+    unsafe { procaddr(real, |p| std::mem::transmute::<usize, ProcV2>(p)(symbol, pfn, ver, flags, status), symbol, pfn) }
+}
+
+/// # Safety
+/// Same contract as the driver's `cuGetProcAddress`.
+unsafe extern "C" fn procaddr_v1_lookup(symbol: *const c_char, pfn: *mut *mut c_void, ver: c_int, flags: u64) -> u32 {
+    let real = hooks::next_lookup(Hook::GetProcAddress);
+    // SAFETY: `real` is the pointer a lookup returned for cuGetProcAddress.
+    unsafe { procaddr(real, |p| std::mem::transmute::<usize, ProcV1>(p)(symbol, pfn, ver, flags), symbol, pfn) }
+}
+
+/// # Safety
+/// Same contract as the driver's `cuGetProcAddress_v2`.
+unsafe extern "C" fn procaddr_v2_lookup(symbol: *const c_char, pfn: *mut *mut c_void, ver: c_int, flags: u64, status: *mut c_void) -> u32 {
+    let real = hooks::next_lookup(Hook::GetProcAddressV2);
+    // SAFETY: `real` is the pointer a lookup returned for cuGetProcAddress_v2.
+    unsafe { procaddr(real, |p| std::mem::transmute::<usize, ProcV2>(p)(symbol, pfn, ver, flags, status), symbol, pfn) }
+}
+
+// ---- dlclose -----------------------------------------------------------------------------------
+
+/// Our `dlclose`: glibc's, then a new loader generation (see `driver`).
+///
+/// # Safety
+/// Same contract as glibc's `dlclose`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlclose(handle: *mut c_void) -> c_int {
+    let r = driver::real_dlclose(handle);
+    driver::bump_generation();
+    r
 }

@@ -6,7 +6,9 @@
 # LIB_DIR as its RUNPATH, so it runs without LD_LIBRARY_PATH (which still takes precedence).
 # CC and CFLAGS are honoured. Without PROGRAMs it builds, in OUT_DIR:
 #   linked dlsym cudart_replay lookups llama_shaped llama_shaped_stripped libinterposer.so forker
-#   crasher threads
+#   crasher threads steady fds race spawn exits secure reload
+# and, for the hostile-environment tests, the lock-free stub driver stub/libcuda.so.1 (+ the
+# libcuda.so link) with the runners that need it, linked against it: sigcall forkstorm.
 # `cudart` (linked against NVIDIA's libcudart.so.12, which LIB_DIR must then hold) is built only
 # when named.
 set -euo pipefail
@@ -30,10 +32,19 @@ dl=(-ldl -Wl,-rpath,"$lib")
 # pointers, no tail calls.
 frames=(-O1 -fno-omit-frame-pointer -fno-optimize-sibling-calls)
 
+stub_driver() {
+  # Built to a new file and renamed into place (a running test may have it mapped).
+  mkdir -p "$out/stub"
+  "$cc" "${cflags[@]}" -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$out/stub/.libcuda.so.1.$$" "$src/stub_cuda.c"
+  mv -f "$out/stub/.libcuda.so.1.$$" "$out/stub/libcuda.so.1"
+  ln -sfn libcuda.so.1 "$out/stub/libcuda.so"
+}
+stub=(-L"$out/stub" -lcuda -Wl,-rpath,"$out/stub")
+
 build() {
   case "$1" in
-    linked | forker | crasher) "$cc" "${cflags[@]}" -o "$out/$1" "$src/$1.c" "${link[@]}" ;;
-    dlsym | cudart_replay | lookups) "$cc" "${cflags[@]}" -o "$out/$1" "$src/$1.c" "${dl[@]}" ;;
+    linked | forker | crasher | spawn | exits | fds) "$cc" "${cflags[@]}" -o "$out/$1" "$src/$1.c" "${link[@]}" ;;
+    dlsym | cudart_replay | lookups | reload) "$cc" "${cflags[@]}" -o "$out/$1" "$src/$1.c" "${dl[@]}" ;;
     llama_shaped)
       "$cc" "${cflags[@]}" "${frames[@]}" -o "$out/llama_shaped" "$src/llama_shaped.c" "${dl[@]}"
       # strip to a new file and rename: never rewrite a binary another process may be running.
@@ -42,6 +53,11 @@ build() {
       ;;
     libinterposer.so) "$cc" "${cflags[@]}" -shared -fPIC -o "$out/$1" "$src/interposer.c" -ldl ;;
     threads) "$cc" "${cflags[@]}" -O2 -pthread -o "$out/$1" "$src/$1.c" "${link[@]}" ;;
+    steady) "$cc" "${cflags[@]}" -O2 -o "$out/$1" "$src/$1.c" "${link[@]}" ;;
+    race) "$cc" "${cflags[@]}" -O2 -pthread -o "$out/$1" "$src/$1.c" "${link[@]}" -ldl ;;
+    secure) "$cc" "${cflags[@]}" -o "$out/$1" "$src/$1.c" -ldl ;;
+    sigcall) "$cc" "${cflags[@]}" -O2 -o "$out/$1" "$src/$1.c" "${stub[@]}" -ldl -lrt ;;
+    forkstorm) "$cc" "${cflags[@]}" -O2 -pthread -o "$out/$1" "$src/$1.c" "${stub[@]}" ;;
     cudart)
       [ -e "$lib/libcudart.so.12" ] || { echo "$0: $lib/libcudart.so.12 is missing" >&2; exit 1; }
       "$cc" "${cflags[@]}" -o "$out/$1" "$src/$1.c" -L"$lib" -l:libcudart.so.12 -Wl,-rpath,"$lib"
@@ -51,6 +67,8 @@ build() {
 }
 
 if [ $# -eq 0 ]; then
-  set -- linked dlsym cudart_replay lookups llama_shaped libinterposer.so forker crasher threads
+  set -- linked dlsym cudart_replay lookups llama_shaped libinterposer.so forker crasher threads \
+    steady fds race spawn exits secure reload sigcall forkstorm
 fi
+case " $* " in *" sigcall "* | *" forkstorm "*) stub_driver ;; esac
 for p in "$@"; do build "$p"; done

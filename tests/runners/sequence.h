@@ -28,6 +28,21 @@ RUNNER_HELPER void call_line(const char *name, CUresult r, unsigned long long si
  * is then killed or aborts. */
 RUNNER_HELPER void runner_stdout_setup(void) { setvbuf(stdout, NULL, _IOLBF, 0); }
 
+/* For programs linked with -lcuda: cuInit, then the primary context of device 0 made current.
+ * Returns 0, or prints why not on stderr (prefixed with `who`) and returns 1. */
+#define RUNNER_PRIMARY_CONTEXT(who)                                                                \
+    runner_primary_context_(who, cuInit, cuDevicePrimaryCtxRetain, cuCtxSetCurrent)
+RUNNER_HELPER int runner_primary_context_(const char *who, CUresult (*init)(unsigned int),
+                                          CUresult (*retain)(CUcontext *, CUdevice),
+                                          CUresult (*set_current)(CUcontext)) {
+    CUcontext ctx = NULL;
+    if (init(0) != CUDA_SUCCESS || retain(&ctx, 0) != CUDA_SUCCESS || set_current(ctx) != CUDA_SUCCESS) {
+        fprintf(stderr, "%s: no context\n", who);
+        return 1;
+    }
+    return 0;
+}
+
 /* Every entry point the sequence uses: table slot, and the prototype (exact symbol) that gives
  * the slot its type and, for linked/dlsym, its name. */
 #define SEQ_SLOTS(X)                                                                               \

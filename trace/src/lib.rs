@@ -18,13 +18,18 @@ pub mod units;
 pub mod writer;
 
 pub use api::{result_name, Api, ApiKind, Fields};
-pub use reader::{DeviceInfo, Info, Marker, Module, Reader, Record, Tail, TraceError};
-pub use record::{EndRec, EventRec};
+pub use reader::{DeviceInfo, Info, Marker, Module, Notes, Reader, Record, Tail, TraceError};
+pub use record::{CutRec, EndRec, EventRec, LostRec};
 pub use writer::TraceWriter;
 
 /// Reads a whole trace file into records, tolerating a crash-cut tail. Returns the records, how
 /// the stream ended, and the first corruption error if one stopped the read early.
 pub fn read_file(path: &std::path::Path) -> Result<(Vec<Record>, Tail, Option<TraceError>), TraceError> {
+    read_file_with_notes(path).map(|(records, tail, err, _)| (records, tail, err))
+}
+
+/// [`read_file`], plus what the shim noted about the recording (Lost and Cut records).
+pub fn read_file_with_notes(path: &std::path::Path) -> Result<(Vec<Record>, Tail, Option<TraceError>, Notes), TraceError> {
     let data = std::fs::read(path).map_err(|source| TraceError::Io { path: path.display().to_string(), source })?;
     let mut r = Reader::new(&data)?;
     let mut out = Vec::new();
@@ -38,5 +43,5 @@ pub fn read_file(path: &std::path::Path) -> Result<(Vec<Record>, Tail, Option<Tr
             }
         }
     }
-    Ok((out, r.tail(), err))
+    Ok((out, r.tail(), err, r.notes()))
 }

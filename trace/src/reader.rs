@@ -81,11 +81,22 @@ pub enum Record {
     Device(DeviceInfo),
 }
 
+/// What the shim says about the recording itself (Lost and Cut records), gathered while reading:
+/// they describe the file rather than the program, so the iterator does not yield them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Notes {
+    /// The last running totals of calls the shim let through unrecorded.
+    pub lost: LostRec,
+    /// Set when recording stopped early because the file could not grow.
+    pub cut: Option<CutRec>,
+}
+
 /// Iterates over the records of one trace held in memory (typically a memory map).
 pub struct Reader<'a> {
     data: &'a [u8],
     pos: usize,
     tail: Tail,
+    notes: Notes,
 }
 
 struct Cursor<'a> {
@@ -129,7 +140,7 @@ impl<'a> Reader<'a> {
         if major != VERSION_MAJOR {
             return Err(TraceError::UnsupportedVersion { major, minor });
         }
-        Ok(Reader { data, pos: FILE_HEADER_LEN, tail: Tail::Open })
+        Ok(Reader { data, pos: FILE_HEADER_LEN, tail: Tail::Open, notes: Notes::default() })
     }
 
     /// How the stream ended; meaningful once the iterator returned `None`.
@@ -137,12 +148,17 @@ impl<'a> Reader<'a> {
         self.tail
     }
 
+    /// Lost and Cut records seen so far.
+    pub fn notes(&self) -> Notes {
+        self.notes
+    }
+
     /// Byte offset of the next record.
     pub fn position(&self) -> usize {
         self.pos
     }
 
-    fn decode(&self, kind: RecordKind, offset: usize, body: &'a [u8]) -> Result<Option<Record>, TraceError> {
+    fn decode(&mut self, kind: RecordKind, offset: usize, body: &'a [u8]) -> Result<Option<Record>, TraceError> {
         let mut c = Cursor { b: body, offset };
         Ok(Some(match kind {
             RecordKind::Info => {
@@ -212,6 +228,14 @@ impl<'a> Reader<'a> {
                     driver_version: f.driver_version,
                     uuid: f.uuid,
                 })
+            }
+            RecordKind::Lost => {
+                self.notes.lost = c.fixed()?;
+                return Ok(None);
+            }
+            RecordKind::Cut => {
+                self.notes.cut = Some(c.fixed()?);
+                return Ok(None);
             }
             RecordKind::Pad => return Ok(None),
         }))

@@ -10,8 +10,8 @@ pub const MAGIC: [u8; 8] = *b"VRAMTRC\0";
 /// Major format version: a reader refuses a newer major. Minor additions (new record kinds,
 /// fields appended to a record's tail) keep the major and are skipped by older readers.
 pub const VERSION_MAJOR: u16 = 1;
-/// 1.1: Device records.
-pub const VERSION_MINOR: u16 = 1;
+/// 1.1: Device records. 1.2: Lost and Cut records.
+pub const VERSION_MINOR: u16 = 2;
 /// Size of the file header: magic + major + minor + 4 reserved bytes.
 pub const FILE_HEADER_LEN: usize = 16;
 /// Largest record a reader accepts; a bigger length is corruption, not data.
@@ -30,6 +30,10 @@ pub enum RecordKind {
     Pad = 7,
     /// A GPU the process created a context on (since 1.1).
     Device = 8,
+    /// Running totals of calls the shim let through unrecorded (since 1.2).
+    Lost = 9,
+    /// Recording stopped early: the file could not grow (since 1.2).
+    Cut = 10,
 }
 
 impl RecordKind {
@@ -43,6 +47,8 @@ impl RecordKind {
             6 => Self::End,
             7 => Self::Pad,
             8 => Self::Device,
+            9 => Self::Lost,
+            10 => Self::Cut,
             _ => return None,
         })
     }
@@ -182,6 +188,35 @@ pub struct DeviceRec {
 pub struct EndRec {
     pub t_ns: u64,
     pub _reserved: u64,
+}
+
+/// Running totals, since the file began, of what the shim let through without recording it: calls
+/// that arrived while the same thread was inside the shim's own code (a signal handler that
+/// interrupted it) and calls made after the file was cut. Written before the next record once a
+/// total changed, and before End; the last one in the file has the final totals.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct LostRec {
+    pub t_ns: u64,
+    /// Driver calls and markers not recorded.
+    pub calls: u64,
+    /// `dlsym` / `cuGetProcAddress` answers handed back without our wrapper (calls made later
+    /// through those pointers are not recorded either).
+    pub lookups: u64,
+}
+
+/// The file could not grow (disk full, file size limit, its descriptor taken over by the program):
+/// nothing after this point was recorded, except a final Lost and End record, for which space was
+/// kept.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct CutRec {
+    pub t_ns: u64,
+    /// The `errno` that stopped growth (ENOSPC 28, EFBIG 27, EBADF 9, ...).
+    pub errno: i32,
+    pub _reserved: u32,
+    /// File size in bytes when it was cut.
+    pub bytes: u64,
 }
 
 pub const fn pad8(n: usize) -> usize {

@@ -66,6 +66,14 @@ impl<W: Write> TraceWriter<W> {
         self.put(RecordKind::Device, &fixed, &[], &[d.name.as_bytes()])
     }
 
+    pub fn lost(&mut self, l: &LostRec) -> io::Result<()> {
+        self.put(RecordKind::Lost, l, &[], &[])
+    }
+
+    pub fn cut(&mut self, c: &CutRec) -> io::Result<()> {
+        self.put(RecordKind::Cut, c, &[], &[])
+    }
+
     pub fn end(&mut self, t_ns: u64) -> io::Result<()> {
         self.put(RecordKind::End, &EndRec { t_ns, _reserved: 0 }, &[], &[])
     }

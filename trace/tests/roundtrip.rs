@@ -136,3 +136,28 @@ fn record_sizes_match_the_documented_layout() {
     assert_eq!(size_of::<EndRec>(), 16);
     assert_eq!(size_of::<DeviceRec>(), 40);
 }
+
+/// Lost and Cut records (1.2) describe the recording, not the program: they are gathered into the
+/// reader's notes and the record stream around them is unchanged.
+#[test]
+fn lost_and_cut_records_become_notes() {
+    let mut w = TraceWriter::new(Vec::new(), &info()).unwrap();
+    w.lost(&LostRec { t_ns: 3, calls: 1, lookups: 0 }).unwrap();
+    w.event(&EventRec { t_ns: 5, size: 4096, api: Api::MemAlloc as u16, ..Default::default() }).unwrap();
+    w.cut(&CutRec { t_ns: 6, errno: 28, _reserved: 0, bytes: 1 << 20 }).unwrap();
+    w.lost(&LostRec { t_ns: 7, calls: 9, lookups: 2 }).unwrap();
+    w.end(8).unwrap();
+    let data = w.into_inner();
+    let mut r = Reader::new(&data).unwrap();
+    let recs: Vec<Record> = r.by_ref().map(Result::unwrap).collect();
+    assert_eq!(recs.len(), 3, "info, event, end: {recs:?}");
+    assert!(matches!(recs[2], Record::End(_)));
+    let notes = r.notes();
+    assert_eq!(notes.lost, LostRec { t_ns: 7, calls: 9, lookups: 2 }, "the last totals win");
+    assert_eq!(notes.cut.map(|c| (c.errno, c.bytes)), Some((28, 1 << 20)));
+    // A trace without them has no notes.
+    let plain = sample();
+    let mut r = Reader::new(&plain).unwrap();
+    assert_eq!(r.by_ref().count(), 7);
+    assert_eq!(r.notes(), Notes::default());
+}

@@ -6,11 +6,13 @@
 //! GPU where `tests/nvidia/fetch.sh` has fetched it ([`real_driver`]).
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::{Once, OnceLock};
-use vramtrace_trace::{Api, EventRec, Info, Marker, Record, Tail};
+use std::time::{Duration, Instant};
+use vramtrace_trace::{Api, EventRec, Info, Marker, Notes, Record, Tail};
 
 pub struct Env {
     pub profile_dir: PathBuf,
@@ -142,6 +144,57 @@ pub fn traced(mut cmd: Command) -> Run {
     Run { output, dir }
 }
 
+/// [`traced`] under a deadline: a program that hangs (a deadlock) fails the test.
+pub fn traced_within(mut cmd: Command, secs: u64) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    cmd.env("LD_PRELOAD", &env().shim).env("VRAMTRACE_DIR", dir.path());
+    let output = bounded(cmd, secs);
+    Run { output, dir }
+}
+
+/// Runs `cmd` in its own process group with a deadline; on expiry the whole group is killed and
+/// the test fails.
+pub fn bounded(mut cmd: Command, secs: u64) -> Output {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null()).process_group(0);
+    let mut child = cmd.spawn().expect("start command");
+    let pipe = |r: Option<Box<dyn Read + Send>>| {
+        let mut r = r.unwrap();
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
+    };
+    let so = pipe(child.stdout.take().map(|s| Box::new(s) as _));
+    let se = pipe(child.stderr.take().map(|s| Box::new(s) as _));
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            // SAFETY: signals the process group this function started (the child leads it).
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+            let _ = child.wait();
+            panic!("{cmd:?} did not finish within {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output { status, stdout: so.join().unwrap(), stderr: se.join().unwrap() }
+}
+
+/// The directory holding the lock-free stub driver (`tests/runners/stub_cuda.c`).
+pub fn stub_dir() -> PathBuf {
+    env().runners.join("stub")
+}
+
+/// [`command`] on the stub driver instead of the fake one.
+pub fn stub_command(program: &Path, args: &[&str]) -> Command {
+    let mut c = command(program, args);
+    c.env("LD_LIBRARY_PATH", stub_dir());
+    c
+}
+
 #[derive(Debug, Default)]
 pub struct Trace {
     pub path: PathBuf,
@@ -153,6 +206,8 @@ pub struct Trace {
     pub ended: bool,
     pub gpus: Vec<vramtrace_trace::DeviceInfo>,
     pub tail: Option<Tail>,
+    /// The shim's Lost and Cut records.
+    pub notes: Notes,
 }
 
 impl Trace {
@@ -162,9 +217,9 @@ impl Trace {
 }
 
 pub fn read_trace(path: &Path) -> Trace {
-    let (records, tail, err) = vramtrace_trace::read_file(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let (records, tail, err, notes) = vramtrace_trace::read_file_with_notes(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     assert!(err.is_none(), "{}: {err:?}", path.display());
-    let mut t = Trace { path: path.to_path_buf(), tail: Some(tail), ..Default::default() };
+    let mut t = Trace { path: path.to_path_buf(), tail: Some(tail), notes, ..Default::default() };
     for r in records {
         match r {
             Record::Info(i) => t.info = i,

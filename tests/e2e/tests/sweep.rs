@@ -5,9 +5,8 @@
 //! Loopback only; every command runs under a deadline.
 
 use serde_json::Value;
-use std::io::Read;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 use vramtrace_e2e::*;
@@ -56,36 +55,6 @@ fn free_port() -> u16 {
             return p;
         }
     }
-}
-
-/// Runs `cmd` in its own process group with a deadline; on expiry the whole group (the sweep
-/// and the server it started) is killed and the test fails.
-fn bounded(mut cmd: Command, secs: u64) -> Output {
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null()).process_group(0);
-    let mut child = cmd.spawn().expect("start command");
-    let pipe = |r: Option<Box<dyn Read + Send>>| {
-        let mut r = r.unwrap();
-        std::thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = r.read_to_end(&mut v);
-            v
-        })
-    };
-    let so = pipe(child.stdout.take().map(|s| Box::new(s) as _));
-    let se = pipe(child.stderr.take().map(|s| Box::new(s) as _));
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() > deadline {
-            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
-            let _ = child.wait();
-            panic!("{cmd:?} did not finish within {secs} s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    Output { status, stdout: so.join().unwrap(), stderr: se.join().unwrap() }
 }
 
 struct Sweep {
