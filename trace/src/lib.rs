@@ -5,7 +5,7 @@
 //! file names and side files ([`side`]), and byte sizes as typed and printed ([`units`]).
 //!
 //! A file is a 16-byte header followed by self-delimiting, 8-byte-aligned records (process info,
-//! modules, deduplicated stacks, events, markers, end). The layout is fixed `#[repr(C)]` structs
+//! modules, deduplicated native and Python stacks, Python code objects, events, markers, end). The layout is fixed `#[repr(C)]` structs
 //! (zerocopy) rather than a serialization framework: the shim writes a record with one copy and no
 //! allocation, and the bytes on disk are exactly what `docs/trace-format.md` describes.
 
@@ -18,18 +18,32 @@ pub mod units;
 pub mod writer;
 
 pub use api::{result_name, Api, ApiKind, Fields};
-pub use reader::{DeviceInfo, Info, Marker, Module, Reader, Record, Tail, TraceError};
+pub use reader::{DeviceInfo, Entry, Info, Marker, Module, PyCode, PyFrame, PyRecord, PyRuntime, PyStack, Reader, Record, Tail, TraceError};
+pub use record::PyStatus;
 pub use record::{EndRec, EventRec};
 pub use writer::TraceWriter;
 
 /// Reads a whole trace file into records, tolerating a crash-cut tail. Returns the records, how
 /// the stream ended, and the first corruption error if one stopped the read early.
 pub fn read_file(path: &std::path::Path) -> Result<(Vec<Record>, Tail, Option<TraceError>), TraceError> {
+    let (entries, tail, err) = read_file_entries(path)?;
+    let records = entries
+        .into_iter()
+        .filter_map(|e| match e {
+            Entry::Record(r) => Some(r),
+            Entry::Python(_) => None,
+        })
+        .collect();
+    Ok((records, tail, err))
+}
+
+/// [`read_file`], Python records included.
+pub fn read_file_entries(path: &std::path::Path) -> Result<(Vec<Entry>, Tail, Option<TraceError>), TraceError> {
     let data = std::fs::read(path).map_err(|source| TraceError::Io { path: path.display().to_string(), source })?;
     let mut r = Reader::new(&data)?;
     let mut out = Vec::new();
     let mut err = None;
-    for rec in r.by_ref() {
+    while let Some(rec) = r.next_entry() {
         match rec {
             Ok(rec) => out.push(rec),
             Err(e) => {

@@ -135,4 +135,147 @@ fn record_sizes_match_the_documented_layout() {
     assert_eq!(size_of::<MarkerRec>(), 24);
     assert_eq!(size_of::<EndRec>(), 16);
     assert_eq!(size_of::<DeviceRec>(), 40);
+    assert_eq!(size_of::<PyRuntimeRec>(), 32);
+    assert_eq!(size_of::<PyCodeRec>(), 16);
+    assert_eq!(size_of::<PyStackRec>(), 8);
+    assert_eq!(size_of::<PyFrameRec>(), 8);
+    assert_eq!(std::mem::offset_of!(EventRec, py_stack_id), 92);
+}
+
+fn py_code() -> PyCode {
+    PyCode {
+        id: 1,
+        py_version: 0x030c01f0,
+        first_line: 10,
+        linetable_cut: false,
+        filename: "/srv/vllm/v1/worker/gpu_model_runner.py".into(),
+        name: "load_model".into(),
+        qualname: "GPUModelRunner.load_model".into(),
+        linetable: vec![0x80, 0, 0xd8, 0x04, 0x05, 0xff],
+    }
+}
+
+fn py_stack() -> PyStack {
+    PyStack {
+        id: 1,
+        frames: vec![
+            PyFrame { code_id: 1, offset: Some(24), entry: false },
+            PyFrame { code_id: 1, offset: None, entry: true },
+        ],
+        truncated: true,
+    }
+}
+
+fn py_runtime() -> PyRuntime {
+    PyRuntime {
+        t_ns: 3,
+        hexversion: 0x030c01f0,
+        status: PyStatus::Capturing as u32,
+        eval_start: 0x7000,
+        eval_end: 0x9000,
+        library: "/usr/lib/libpython3.12.so.1.0".into(),
+        detail: "CPython 3.12.1".into(),
+    }
+}
+
+/// A 1.2 trace: the Python records between the native ones.
+fn python_sample() -> Vec<u8> {
+    let mut w = TraceWriter::new(Vec::new(), &info()).unwrap();
+    w.py_runtime(&py_runtime()).unwrap();
+    w.py_code(&py_code()).unwrap();
+    w.py_stack(&py_stack()).unwrap();
+    w.event(&EventRec { t_ns: 5, size: 4096, api: Api::MemAlloc as u16, py_stack_id: 1, ..Default::default() }).unwrap();
+    w.marker_with_py_stack(6, 7, "tokens", 512, 1).unwrap();
+    w.end(9).unwrap();
+    w.into_inner()
+}
+
+fn entries(data: &[u8]) -> (Vec<Entry>, Tail, Option<TraceError>) {
+    let mut r = Reader::new(data).unwrap();
+    let mut v = vec![];
+    let mut err = None;
+    while let Some(x) = r.next_entry() {
+        match x {
+            Ok(x) => v.push(x),
+            Err(e) => err = Some(e),
+        }
+    }
+    (v, r.tail(), err)
+}
+
+#[test]
+fn python_records_round_trip() {
+    let data = python_sample();
+    assert_eq!(u16::from_le_bytes([data[10], data[11]]), 2, "minor version 2");
+    let (es, tail, err) = entries(&data);
+    assert_eq!((tail, err.is_none(), es.len()), (Tail::Clean, true, 7));
+    assert_eq!(es[1], Entry::Python(PyRecord::Runtime(py_runtime())));
+    assert_eq!(es[2], Entry::Python(PyRecord::Code(py_code())));
+    assert_eq!(es[3], Entry::Python(PyRecord::Stack(py_stack())));
+    match &es[4] {
+        Entry::Record(Record::Event(e)) => assert_eq!((e.py_stack_id, e.size), (1, 4096)),
+        e => panic!("{e:?}"),
+    }
+    match &es[5] {
+        Entry::Record(Record::Marker(m)) => assert_eq!((m.label.as_str(), m.value, m.py_stack_id), ("tokens", 512, 1)),
+        e => panic!("{e:?}"),
+    }
+    assert_eq!(PyStatus::from_u32(4), Some(PyStatus::Subinterpreters));
+    assert_eq!(PyStatus::from_u32(99), None);
+}
+
+#[test]
+fn the_plain_iterator_steps_over_python_records() {
+    let (recs, tail, err) = records(&python_sample());
+    assert_eq!((tail, err.is_none()), (Tail::Clean, true));
+    let kinds: Vec<&str> = recs
+        .iter()
+        .map(|r| match r {
+            Record::Info(_) => "info",
+            Record::Event(_) => "event",
+            Record::Marker(_) => "marker",
+            Record::End(_) => "end",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(kinds, ["info", "event", "marker", "end"]);
+}
+
+#[test]
+fn every_truncation_point_of_a_python_trace_reads_the_complete_prefix() {
+    let data = python_sample();
+    let full = entries(&data).0;
+    for cut in 16..data.len() {
+        let (es, tail, err) = entries(&data[..cut]);
+        assert!(err.is_none(), "cut at {cut}: {err:?}");
+        assert!(full.starts_with(&es) && es.len() < full.len(), "cut at {cut}");
+        assert!(matches!(tail, Tail::Truncated { .. } | Tail::Clean));
+    }
+}
+
+/// A trace as the 1.0 and 1.1 writers laid it out: minor version 1, no Python stack id after a
+/// marker's label, zero padding where events now keep theirs. It must read exactly as before.
+#[test]
+fn a_1_1_trace_reads_unchanged() {
+    use vramtrace_trace::record::*;
+    for minor in [0u16, 1] {
+        let mut data = file_header().to_vec();
+        data[10..12].copy_from_slice(&minor.to_le_bytes());
+        let mut buf = vec![0u8; 4096];
+        // Old layout: the fixed part, then the strings, and nothing after them.
+        let ev = EventRec { t_ns: 5, size: 4096, ptr: 0xdead0000, api: Api::MemAlloc as u16, stack_id: 1, ..Default::default() };
+        let n = encode_full(RecordKind::Event, &ev, &[], &[], &mut buf).unwrap();
+        data.extend_from_slice(&buf[..n]);
+        let m = MarkerRec { t_ns: 6, value: 512, tid: 7, stack_id: 0 };
+        for label in ["tokens", "abc", "abcd", "x"] {
+            let n = encode_full(RecordKind::Marker, &m, &[], &[label.as_bytes()], &mut buf).unwrap();
+            data.extend_from_slice(&buf[..n]);
+        }
+        let (recs, tail, err) = records(&data);
+        assert_eq!((tail, err.is_none(), recs.len()), (Tail::Clean, true, 5));
+        assert_eq!(recs[0], Record::Event(ev));
+        for (r, label) in recs[1..].iter().zip(["tokens", "abc", "abcd", "x"]) {
+            assert_eq!(r, &Record::Marker(Marker { t_ns: 6, value: 512, tid: 7, stack_id: 0, label: label.into(), py_stack_id: 0 }));
+        }
+    }
 }
