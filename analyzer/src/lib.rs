@@ -14,6 +14,7 @@ pub mod growth;
 pub mod load;
 pub mod logs;
 mod model;
+pub mod pyline;
 pub mod report;
 pub mod symbolize;
 
