@@ -8,11 +8,13 @@
 //! - `recorder`: the crash-safe per-process trace file.
 //! - `modules`: loaded objects, for offline symbolization.
 //! - `unwind`: fast call-stack capture (cached DWARF CFI via framehop).
+//! - `python`: the calling thread's CPython stack, read without the GIL.
 //!
 //! Nothing here analyzes; see the `analyzer` crate.
 
 mod hooks;
 mod modules;
+mod python;
 mod recorder;
 mod resolve;
 mod sys;

@@ -72,6 +72,8 @@ struct Writer {
     stacks: HashMap<Box<[u64]>, u32>,
     /// Extents of the modules already described in the file.
     modules: Vec<(u64, u64)>,
+    /// Python code objects and stacks already in the file.
+    py: crate::python::Tables,
 }
 
 enum Status {
@@ -150,21 +152,27 @@ pub fn record(e: &mut EventRec) {
         buf = [0u64; MAX_STACK_DEPTH + SKIP_BUDGET];
         capture(&mut buf, depth, range)
     };
+    let mut py = crate::python::Capture::new();
+    py.fill(depth);
     e.tid = sys::tid();
     let _g = LOCK.lock();
     let Some(w) = writer() else { return };
     e.stack_id = w.stack_id(frames);
+    e.py_stack_id = w.py_stack_id(&py);
     e.t_ns = now_ns();
     w.append(RecordKind::Event, &*e, &[], &[]);
 }
 
 /// Records a user marker.
 pub fn mark(label: &[u8], value: i64) {
+    let mut py = crate::python::Capture::new();
+    py.fill(stack_config().0);
     let tid = sys::tid();
     let _g = LOCK.lock();
     let Some(w) = writer() else { return };
     let m = MarkerRec { t_ns: now_ns(), value, tid, stack_id: 0 };
-    w.append(RecordKind::Marker, &m, &[], &[label]);
+    let py_stack_id = w.py_stack_id(&py);
+    w.append(RecordKind::Marker, &m, &py_stack_id.to_le_bytes(), &[label]);
 }
 
 /// Devices already described in this process's file (bit per ordinal 0..63).
@@ -227,6 +235,7 @@ impl Writer {
                     buf: vec![0; 64 << 10],
                     stacks: HashMap::new(),
                     modules: Vec::new(),
+                    py: Default::default(),
                 });
                 w.grow(0).map_err(|e| format!("cannot reserve space in {name}: {e}"))?;
                 let header = record::file_header();
@@ -266,7 +275,7 @@ impl Writer {
         Ok(())
     }
 
-    fn append<T: zerocopy::IntoBytes + zerocopy::Immutable>(&mut self, kind: RecordKind, fixed: &T, raw: &[u8], strings: &[&[u8]]) {
+    fn append<T: zerocopy::IntoBytes + zerocopy::Immutable + ?Sized>(&mut self, kind: RecordKind, fixed: &T, raw: &[u8], strings: &[&[u8]]) {
         let Some((header, len)) = encode(kind, fixed, raw, strings, &mut self.buf) else { return };
         if self.pos + len > self.map_len {
             let rest = self.map_len - self.pos;
@@ -328,6 +337,17 @@ impl Writer {
         self.stacks.insert(frames.into(), id);
         let raw: &[u8] = zerocopy::IntoBytes::as_bytes(frames);
         self.append(RecordKind::Stack, &StackRec { id, depth: frames.len() as u32 }, raw, &[]);
+        id
+    }
+
+    /// Deduplicates a Python stack; what is new (code objects, the stack) is written out first.
+    fn py_stack_id(&mut self, py: &crate::python::Capture) -> u32 {
+        if let Some(id) = self.py.known(py) {
+            return id;
+        }
+        let mut tables = std::mem::take(&mut self.py);
+        let id = tables.add(py, &mut |kind, fixed, raw, strings| self.append(kind, fixed, raw, strings));
+        self.py = tables;
         id
     }
 

@@ -184,6 +184,7 @@ pub fn capture(out: &mut [u64]) -> usize {
     let _g = LOCK.lock();
     let slot = unsafe { &mut *TABLES.0.get() };
     let counters = loader_counters();
+    crate::python::loader_seen(counters.0, counters.1);
     if slot.as_ref().is_none_or(|t| (t.adds, t.subs) != counters) {
         *slot = Some(build());
     }
