@@ -6,7 +6,7 @@
 # LIB_DIR as its RUNPATH, so it runs without LD_LIBRARY_PATH (which still takes precedence).
 # CC and CFLAGS are honoured. Outputs in OUT_DIR:
 #   linked dlsym cudart_replay llama_shaped llama_shaped_stripped libinterposer.so forker
-#   crasher threads
+#   crasher threads py_embed libpy_worker.so
 set -euo pipefail
 if [ $# -ne 2 ]; then
   echo "usage: $0 OUT_DIR LIB_DIR" >&2
@@ -38,3 +38,5 @@ mv -f "$out/.llama_shaped_stripped.$$" "$out/llama_shaped_stripped"
 "$cc" "${cflags[@]}" -o "$out/forker" "$src/forker.c" "${link[@]}"
 "$cc" "${cflags[@]}" -o "$out/crasher" "$src/crasher.c" "${link[@]}"
 "$cc" "${cflags[@]}" -O2 -pthread -o "$out/threads" "$src/threads.c" "${link[@]}"
+"$cc" "${cflags[@]}" -o "$out/py_embed" "$src/py_embed.c" "${dl[@]}"
+"$cc" "${cflags[@]}" -shared -fPIC -pthread -o "$out/libpy_worker.so" "$src/py_worker.c" -ldl

@@ -4,11 +4,13 @@
 //!
 //! Nothing here needs a GPU: the driver is `tests/fake-cuda`.
 
+pub mod python;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
-use vramtrace_trace::{EventRec, Info, Marker, Record, Tail};
+use vramtrace_trace::{Entry, EventRec, Info, Marker, PyCode, PyRecord, PyRuntime, PyStack, Record, Tail};
 
 pub struct Env {
     pub profile_dir: PathBuf,
@@ -151,6 +153,9 @@ pub struct Trace {
     pub ended: bool,
     pub gpus: Vec<vramtrace_trace::DeviceInfo>,
     pub tail: Option<Tail>,
+    pub py_runtimes: Vec<PyRuntime>,
+    pub py_codes: BTreeMap<u32, PyCode>,
+    pub py_stacks: BTreeMap<u32, PyStack>,
 }
 
 impl Trace {
@@ -160,10 +165,25 @@ impl Trace {
 }
 
 pub fn read_trace(path: &Path) -> Trace {
-    let (records, tail, err) = vramtrace_trace::read_file(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let (entries, tail, err) = vramtrace_trace::read_file_entries(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     assert!(err.is_none(), "{}: {err:?}", path.display());
     let mut t = Trace { path: path.to_path_buf(), tail: Some(tail), ..Default::default() };
-    for r in records {
+    for e in entries {
+        let r = match e {
+            Entry::Record(r) => r,
+            Entry::Python(PyRecord::Runtime(r)) => {
+                t.py_runtimes.push(r);
+                continue;
+            }
+            Entry::Python(PyRecord::Code(c)) => {
+                t.py_codes.insert(c.id, c);
+                continue;
+            }
+            Entry::Python(PyRecord::Stack(s)) => {
+                t.py_stacks.insert(s.id, s);
+                continue;
+            }
+        };
         match r {
             Record::Info(i) => t.info = i,
             Record::Event(e) => t.events.push(e),
