@@ -81,17 +81,11 @@ impl Tables {
             content.push((code_id as u64) << 32 | f.offset);
         }
         content.push(cap.truncated as u64);
-        let id = match self.stacks.get(content.as_slice()) {
-            Some(&id) => id,
-            None => {
-                let id = self.stacks.len() as u32 + 1;
-                self.stacks.insert(content.into(), id);
-                let flags = if cap.truncated { PY_STACK_TRUNCATED } else { 0 };
-                let rec = PyStackRec { id, depth: recs.len() as u16, flags };
-                emit(RecordKind::PyStack, rec.as_bytes(), recs.as_bytes(), &[]);
-                id
-            }
-        };
+        let id = intern(&mut self.stacks, content, |id| {
+            let flags = if cap.truncated { PY_STACK_TRUNCATED } else { 0 };
+            let rec = PyStackRec { id, depth: recs.len() as u16, flags };
+            emit(RecordKind::PyStack, rec.as_bytes(), recs.as_bytes(), &[]);
+        });
         self.seen.insert(cap.key().into(), id);
         id
     }
@@ -109,21 +103,25 @@ impl Tables {
             (Some(m), Some(l)) => Code::read(m, interp, &l, f.code),
             _ => Code::unreadable(),
         };
-        let key = code.key();
-        let id = match self.codes.get(key.as_slice()) {
-            Some(&id) => id,
-            None => {
-                let id = self.codes.len() as u32 + 1;
-                self.codes.insert(key.into(), id);
-                let flags = if code.cut { PY_CODE_LINETABLE_CUT } else { 0 };
-                let rec = PyCodeRec { id, py_version: interp.hexversion, first_line: code.first_line, flags };
-                emit(RecordKind::PyCode, rec.as_bytes(), &[], &[&code.filename, &code.name, &code.qualname, &code.linetable]);
-                id
-            }
-        };
+        let id = intern(&mut self.codes, code.key(), |id| {
+            let flags = if code.cut { PY_CODE_LINETABLE_CUT } else { 0 };
+            let rec = PyCodeRec { id, py_version: interp.hexversion, first_line: code.first_line, flags };
+            emit(RecordKind::PyCode, rec.as_bytes(), &[], &[&code.filename, &code.name, &code.qualname, &code.linetable]);
+        });
         self.at.insert(f.code, (f.fingerprint, id));
         id
     }
+}
+
+/// The id of `key` in `ids`; a new key gets the next id (1, 2, …) and is announced to `new`.
+fn intern<T: Eq + std::hash::Hash>(ids: &mut FxHashMap<Box<[T]>, u32>, key: Vec<T>, new: impl FnOnce(u32)) -> u32 {
+    if let Some(&id) = ids.get(key.as_slice()) {
+        return id;
+    }
+    let id = ids.len() as u32 + 1;
+    ids.insert(key.into(), id);
+    new(id);
+    id
 }
 
 fn describe_runtime(cap: &Capture, interp: &Interp, emit: &mut Emit) {

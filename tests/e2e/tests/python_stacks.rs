@@ -10,7 +10,9 @@ use vramtrace_trace::{Api, PyStatus};
 
 const DEFAULT_DEPTH: usize = 32;
 
-fn run_program(py: &Interpreter, args: &[&str], envs: &[(&str, &str)]) -> (std::process::Output, Run) {
+/// Runs `alloc_stacks.py ARGS` with `envs`, without and with the shim; checks that the program
+/// succeeded and printed the same either way, and returns the traced run.
+fn run_same(py: &Interpreter, args: &[&str], envs: &[(&str, &str)]) -> Run {
     let script = program("alloc_stacks.py");
     let mut all = vec![script.to_str().unwrap()];
     all.extend_from_slice(args);
@@ -19,7 +21,12 @@ fn run_program(py: &Interpreter, args: &[&str], envs: &[(&str, &str)]) -> (std::
         c.envs(envs.iter().copied());
         c
     };
-    (with_env().output().expect("run python"), traced(with_env()))
+    let plain = with_env().output().expect("run python");
+    let run = traced(with_env());
+    assert!(plain.status.success(), "{} {args:?}: {}", py.label(), String::from_utf8_lossy(&plain.stderr));
+    assert_eq!(run.output.status.code(), plain.status.code(), "{} {args:?}: exit status", py.label());
+    assert_eq!(run.stdout(), String::from_utf8_lossy(&plain.stdout), "{} {args:?}: output differs under the shim", py.label());
+    run
 }
 
 /// The recorded stack must be the printed one, innermost first, cut at `depth`.
@@ -69,10 +76,7 @@ fn every_frame_matches_traceback_on_every_interpreter() {
     let mut matrix = Vec::new();
     for py in interpreters() {
         for dll in ["cdll", "pydll"] {
-            let (plain, run) = run_program(&py, &["all", dll], &[]);
-            assert!(plain.status.success(), "{} {dll}: {}", py.label(), String::from_utf8_lossy(&plain.stderr));
-            assert_eq!(run.output.status.code(), plain.status.code(), "{} {dll}: exit status", py.label());
-            assert_eq!(run.stdout(), String::from_utf8_lossy(&plain.stdout), "{} {dll}: output differs under the shim", py.label());
+            let run = run_same(&py, &["all", dll], &[]);
             assert_eq!(run.stderr(), "", "{} {dll}", py.label());
             let t = run.trace();
             let r = runtime_record(&py, &t);
@@ -98,7 +102,7 @@ fn every_frame_matches_traceback_on_every_interpreter() {
 fn entry_frames_pair_with_the_native_evaluation_frames() {
     for py in interpreters() {
         for dll in ["cdll", "pydll"] {
-            let (_, run) = run_program(&py, &["main,thread,generator,asyncio", dll], &[("VRAMTRACE_STACK_DEPTH", "128")]);
+            let run = run_same(&py, &["main,thread,generator,asyncio", dll], &[("VRAMTRACE_STACK_DEPTH", "128")]);
             let t = run.trace();
             let r = runtime_record(&py, &t);
             let allocs = t.api_events(Api::MemAlloc.name());
@@ -120,11 +124,11 @@ fn entry_frames_pair_with_the_native_evaluation_frames() {
 #[test]
 fn the_depth_setting_caps_python_frames_too() {
     let py = interpreters().into_iter().find(|i| i.minor() == 12).unwrap();
-    let (_, run) = run_program(&py, &["recursion", "cdll"], &[("VRAMTRACE_STACK_DEPTH", "7")]);
+    let run = run_same(&py, &["recursion", "cdll"], &[("VRAMTRACE_STACK_DEPTH", "7")]);
     let t = run.trace();
     let calls = printed(&run.stdout());
     assert_eq!(check_run(&py, &t, &calls, 7), 1);
-    let (_, run) = run_program(&py, &["main", "pydll"], &[("VRAMTRACE_STACK_DEPTH", "0")]);
+    let run = run_same(&py, &["main", "pydll"], &[("VRAMTRACE_STACK_DEPTH", "0")]);
     let t = run.trace();
     assert!(t.events.iter().all(|e| e.py_stack_id == 0 && e.stack_id == 0));
     assert!(t.py_stacks.is_empty() && t.py_codes.is_empty() && t.py_runtimes.is_empty());
@@ -133,8 +137,7 @@ fn the_depth_setting_caps_python_frames_too() {
 #[test]
 fn vramtrace_python_0_turns_capture_off() {
     let py = interpreters().into_iter().find(|i| i.minor() == 13).unwrap();
-    let (plain, run) = run_program(&py, &["main", "cdll"], &[("VRAMTRACE_PYTHON", "0")]);
-    assert_eq!(run.stdout(), String::from_utf8_lossy(&plain.stdout));
+    let run = run_same(&py, &["main", "cdll"], &[("VRAMTRACE_PYTHON", "0")]);
     let t = run.trace();
     assert!(!t.events.is_empty());
     assert!(t.events.iter().all(|e| e.py_stack_id == 0 && e.stack_id != 0), "native stacks stay, Python ones go");
@@ -168,8 +171,7 @@ fn native_programs_get_no_python_records() {
 #[test]
 fn a_reused_code_address_is_not_misattributed() {
     for py in interpreters() {
-        let (plain, run) = run_program(&py, &["reuse", "cdll"], &[]);
-        assert!(plain.status.success(), "{}: {}", py.label(), String::from_utf8_lossy(&plain.stderr));
+        let run = run_same(&py, &["reuse", "cdll"], &[]);
         let t = run.trace();
         let calls = printed(&run.stdout());
         assert!(calls.len() >= 20, "{}", py.label());
@@ -214,9 +216,7 @@ fn an_interpreter_loaded_late_and_locally_is_found() {
 fn a_thread_without_python_state_has_no_python_frames() {
     let lib = vramtrace_e2e::runner("libpy_worker.so");
     for py in interpreters() {
-        let (plain, run) = run_program(&py, &["native_thread", "pydll"], &[("VT_WORKER_LIB", lib.to_str().unwrap())]);
-        assert!(plain.status.success(), "{}: {}", py.label(), String::from_utf8_lossy(&plain.stderr));
-        assert_eq!(run.stdout(), String::from_utf8_lossy(&plain.stdout));
+        let run = run_same(&py, &["native_thread", "pydll"], &[("VT_WORKER_LIB", lib.to_str().unwrap())]);
         let t = run.trace();
         let line = run.stdout().lines().find_map(|l| l.strip_prefix("NATIVE_ALLOC ").map(str::to_owned)).unwrap();
         let size: u64 = line.split(' ').next().unwrap().parse().unwrap();
@@ -231,9 +231,7 @@ fn a_thread_without_python_state_has_no_python_frames() {
 #[test]
 fn a_forked_child_describes_its_own_python_stacks() {
     for py in interpreters() {
-        let (plain, run) = run_program(&py, &["fork", "cdll"], &[]);
-        assert!(plain.status.success(), "{}: {}", py.label(), String::from_utf8_lossy(&plain.stderr));
-        assert_eq!(run.stdout(), String::from_utf8_lossy(&plain.stdout));
+        let run = run_same(&py, &["fork", "cdll"], &[]);
         let traces = run.traces();
         assert_eq!(traces.len(), 2, "{}", py.label());
         let calls = printed(&run.stdout());
@@ -250,9 +248,7 @@ fn a_forked_child_describes_its_own_python_stacks() {
 #[test]
 fn subinterpreters_give_no_frames_and_say_why_once() {
     for py in interpreters() {
-        let (plain, run) = run_program(&py, &["subinterpreters", "cdll"], &[]);
-        assert!(plain.status.success(), "{}: {}", py.label(), String::from_utf8_lossy(&plain.stderr));
-        assert_eq!(run.stdout(), String::from_utf8_lossy(&plain.stdout));
+        let run = run_same(&py, &["subinterpreters", "cdll"], &[]);
         let t = run.trace();
         let calls = printed(&run.stdout());
         // The first allocation happens before the second interpreter exists.
