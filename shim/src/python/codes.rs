@@ -28,12 +28,12 @@ const LINETABLE_MAX: u64 = 48 << 10;
 /// fork) starts empty.
 #[derive(Default)]
 pub struct Tables {
-    /// Captured stacks → stack id.
-    seen: FxHashMap<Box<[RawFrame]>, u32>,
+    /// Captured stacks (`Capture::hash`, frames) → stack id.
+    seen: hashbrown::HashTable<(u64, Box<[RawFrame]>, u32)>,
     /// Stacks by content (code id and offset per frame, then the truncation flag) → stack id.
     stacks: FxHashMap<Box<[u64]>, u32>,
     /// Code object address → (fingerprint, code id) last found there.
-    at: FxHashMap<u64, (u64, u32)>,
+    at: FxHashMap<u64, (u32, u32)>,
     /// Code objects by content → code id.
     codes: FxHashMap<Box<[u8]>, u32>,
     /// (interpreter, status) pairs a PyRuntime record already describes.
@@ -55,7 +55,11 @@ impl Tables {
         if cap.frames().is_empty() {
             return Some(0);
         }
-        self.seen.get(cap.key()).copied()
+        self.seen_id(cap)
+    }
+
+    fn seen_id(&self, cap: &Capture) -> Option<u32> {
+        self.seen.find(cap.hash, |(h, frames, _)| *h == cap.hash && **frames == *cap.key()).map(|e| e.2)
     }
 
     /// Writes, through `emit`, whatever `cap` needs that this file lacks (the interpreter's
@@ -69,7 +73,7 @@ impl Tables {
         if cap.frames().is_empty() {
             return 0;
         }
-        if let Some(&id) = self.seen.get(cap.key()) {
+        if let Some(id) = self.seen_id(cap) {
             return id;
         }
         let mut mem = None;
@@ -77,8 +81,8 @@ impl Tables {
         let mut content = Vec::with_capacity(cap.frames().len() + 1);
         for f in cap.frames() {
             let code_id = self.code_id(interp, f, &mut mem, emit);
-            recs.push(PyFrameRec { code_id, offset: f.offset as u32 });
-            content.push((code_id as u64) << 32 | f.offset);
+            recs.push(PyFrameRec { code_id, offset: f.offset });
+            content.push((code_id as u64) << 32 | f.offset as u64);
         }
         content.push(cap.truncated as u64);
         let id = intern(&mut self.stacks, content, |id| {
@@ -86,7 +90,7 @@ impl Tables {
             let rec = PyStackRec { id, depth: recs.len() as u16, flags };
             emit(RecordKind::PyStack, rec.as_bytes(), recs.as_bytes(), &[]);
         });
-        self.seen.insert(cap.key().into(), id);
+        self.seen.insert_unique(cap.hash, (cap.hash, cap.key().into(), id), |e| e.0);
         id
     }
 

@@ -94,9 +94,20 @@ pub struct Mem {
     /// Pages proven readable by `probe` during this walk (not kept: they are not in a snapshot).
     probed: [(u64, u64); 4],
     next_probed: usize,
-    /// The range that answered last.
-    last: (u64, u64),
+    /// The range that answered last, per kind of object (see `Slot`).
+    last: [(u64, u64); 4],
+    /// The range `lookup` found.
+    found: (u64, u64),
     refreshed: bool,
+}
+
+/// Kinds of objects a walk reads, each with its own last-hit range.
+#[derive(Clone, Copy)]
+pub enum Slot {
+    Frame = 0,
+    Code = 1,
+    Bytes = 2,
+    Other = 3,
 }
 
 /// A range of memory proven readable: its fields are read without further checks.
@@ -170,16 +181,34 @@ impl Mem {
         let snap = pin_current()?;
         let hot = HOT.with(|h| h.get());
         let hot = if hot.generation == snap.generation() { hot } else { Hot { generation: snap.generation(), ..NO_HOT } };
-        Some(Mem { snap, hot, probed: [(0, 0); 4], next_probed: 0, last: (0, 0), refreshed: false })
+        Some(Mem { snap, hot, probed: [(0, 0); 4], next_probed: 0, last: [(0, 0); 4], found: (0, 0), refreshed: false })
     }
 
     /// `len` bytes at `addr` are inside one readable mapping.
     #[inline]
     pub fn readable(&mut self, addr: u64, len: u64) -> bool {
+        self.readable_as(Slot::Other, addr, len)
+    }
+
+    /// `readable`, first trying the range that last answered for this kind of object: frames of
+    /// one thread share a data stack chunk, code objects a few arenas.
+    #[inline]
+    fn readable_as(&mut self, slot: Slot, addr: u64, len: u64) -> bool {
         let Some(end) = addr.checked_add(len) else { return false };
-        // Consecutive reads mostly fall in the range hit last (frames of one data stack chunk).
-        let (s, e) = self.last;
-        (addr != 0 && s <= addr && end <= e) || self.lookup(addr, len, end)
+        let (s, e) = self.last[slot as usize];
+        if addr != 0 && s <= addr && end <= e {
+            return true;
+        }
+        // Another kind's range may hold it (code objects and line tables share arenas).
+        if let Some(&r) = self.last.iter().find(|&&(s, e)| addr != 0 && s <= addr && end <= e) {
+            self.last[slot as usize] = r;
+            return true;
+        }
+        let ok = self.lookup(addr, len, end);
+        if ok {
+            self.last[slot as usize] = self.found;
+        }
+        ok
     }
 
     fn lookup(&mut self, addr: u64, len: u64, end: u64) -> bool {
@@ -188,12 +217,12 @@ impl Mem {
         }
         let within = |&(s, e): &(u64, u64)| s <= addr && end <= e;
         if let Some(&r) = self.hot.ranges.iter().find(|r| within(r)).or_else(|| self.probed.iter().find(|r| within(r))) {
-            self.last = r;
+            self.found = r;
             return true;
         }
         if let Some(r) = find(self.snap.ranges(), addr, end) {
             self.remember(r);
-            self.last = r;
+            self.found = r;
             return true;
         }
         // Not in the snapshot: memory mapped since? Refresh (once per walk) and look again, or
@@ -204,7 +233,7 @@ impl Mem {
                 self.snap.readers.fetch_sub(1, SeqCst);
                 self.snap = next;
                 self.hot = Hot { generation: next.generation(), ..NO_HOT };
-                self.last = (0, 0);
+                self.last = [(0, 0); 4];
             }
             return self.readable(addr, len);
         }
@@ -214,6 +243,7 @@ impl Mem {
         }
         self.probed[self.next_probed] = (first, last + PAGE);
         self.next_probed = (self.next_probed + 1) % self.probed.len();
+        self.found = (first, last + PAGE);
         true
     }
 
@@ -225,7 +255,13 @@ impl Mem {
 
     /// `len` bytes at `addr`, if readable.
     pub fn view(&mut self, addr: u64, len: u64) -> Option<View> {
-        self.readable(addr, len).then_some(View { base: addr, len })
+        self.view_as(Slot::Other, addr, len)
+    }
+
+    /// `view` of an object of one kind (see `readable_as`).
+    #[inline]
+    pub fn view_as(&mut self, slot: Slot, addr: u64, len: u64) -> Option<View> {
+        self.readable_as(slot, addr, len).then_some(View { base: addr, len })
     }
 
     /// An aligned u64 at `addr`, if readable.

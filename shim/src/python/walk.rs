@@ -13,7 +13,7 @@
 
 use super::find::{self, Interp};
 use super::layout::{Frames, Layout, FRAME_OWNED_BY_CSTACK, FRAME_OWNED_BY_GENERATOR};
-use super::mem::Mem;
+use super::mem::{Mem, Slot};
 use std::hash::Hasher;
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
@@ -23,18 +23,18 @@ use vramtrace_trace::PyStatus;
 /// Most Python frames kept per stack (the recorder caps the configured depth at the same).
 pub const FRAMES_MAX: usize = 128;
 
-/// One frame as captured: the code object's address, a fingerprint of its identity (file, names,
-/// first line, line table) so that a new code object at a reused address is told apart, and the
-/// frame's `PyFrameRec::offset` (instruction byte offset and entry bit).
+/// One frame as captured: the code object's address, a fingerprint that tells it apart from a
+/// later code object at the same address (see `fingerprint`), and the frame's
+/// `PyFrameRec::offset` (instruction byte offset and entry bit).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct RawFrame {
     pub code: u64,
-    pub fingerprint: u64,
-    pub offset: u64,
+    pub fingerprint: u32,
+    pub offset: u32,
 }
 
 /// Ends a truncated stack's key, so a full stack and a truncated one never share an id.
-const TRUNCATED: RawFrame = RawFrame { code: 0, fingerprint: u64::MAX, offset: u64::MAX };
+const TRUNCATED: RawFrame = RawFrame { code: 0, fingerprint: u32::MAX, offset: u32::MAX };
 
 /// The Python side of one event.
 pub struct Capture {
@@ -44,6 +44,8 @@ pub struct Capture {
     /// run; `Capturing` otherwise (a thread without Python state has no frames and this status).
     pub status: PyStatus,
     pub truncated: bool,
+    /// Hash of `key()`, computed as frames are pushed.
+    pub hash: u64,
     len: usize,
     /// `frames[..len]`, innermost first, then `TRUNCATED` when truncated.
     frames: [MaybeUninit<RawFrame>; FRAMES_MAX + 1],
@@ -53,7 +55,7 @@ impl Capture {
     /// An empty capture, ready for [`Capture::fill`].
     #[inline(always)]
     pub fn new() -> Self {
-        Capture { interp: None, status: PyStatus::Capturing, truncated: false, len: 0, frames: [const { MaybeUninit::uninit() }; FRAMES_MAX + 1] }
+        Capture { interp: None, status: PyStatus::Capturing, truncated: false, hash: 0, len: 0, frames: [const { MaybeUninit::uninit() }; FRAMES_MAX + 1] }
     }
 
     pub fn frames(&self) -> &[RawFrame] {
@@ -77,7 +79,7 @@ impl Capture {
     fn mark_entry(&mut self) {
         if let Some(f) = self.len.checked_sub(1) {
             // SAFETY: `frames[..len]` is initialized.
-            unsafe { self.frames[f].assume_init_mut() }.offset |= PY_FRAME_ENTRY as u64;
+            unsafe { self.frames[f].assume_init_mut() }.offset |= PY_FRAME_ENTRY;
         }
     }
 
@@ -86,6 +88,14 @@ impl Capture {
         if truncated {
             self.frames[self.len].write(TRUNCATED);
         }
+        // Two independent rotate-xor lanes (short dependency chains), mixed once at the end.
+        let (mut a, mut b) = (0u64, 0u64);
+        for f in self.key() {
+            a = a.rotate_left(5) ^ f.code;
+            b = b.rotate_left(5) ^ ((f.fingerprint as u64) << 32 | f.offset as u64);
+        }
+        let h = (a ^ b.rotate_left(32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.hash = h ^ h >> 29;
     }
 }
 
@@ -156,6 +166,7 @@ enum Kind {
 
 /// Walks from `frame` outwards; returns whether frames were left out.
 fn walk(cap: &mut Capture, mem: &mut Mem, interp: &Interp, l: &Layout, mut frame: u64, depth: usize) -> bool {
+    let extents = (l.frame_extent(), l.code_extent());
     let limit = depth * 2 + 16;
     let (mut saved, mut power, mut steps) = (0u64, 1usize, 0usize);
     let mut visited = 0;
@@ -168,14 +179,14 @@ fn walk(cap: &mut Capture, mem: &mut Mem, interp: &Interp, l: &Layout, mut frame
         if steps == power {
             (saved, power, steps) = (frame, power * 2, 0);
         }
-        let Some((kind, previous)) = read_frame(mem, l, frame, cap.len == 0) else { return true };
+        let Some((kind, previous)) = read_frame(mem, l, extents.0, frame, cap.len == 0) else { return true };
         match kind {
             Kind::Python { code, offset, entry } => {
                 if cap.len == depth {
                     return true;
                 }
-                let Some(fingerprint) = fingerprint(mem, interp, l, code) else { return true };
-                let offset = offset | if entry { PY_FRAME_ENTRY as u64 } else { 0 };
+                let Some(fingerprint) = fingerprint(mem, interp, l, extents.1, code) else { return true };
+                let offset = offset as u32 | if entry { PY_FRAME_ENTRY } else { 0 };
                 cap.push(RawFrame { code, fingerprint, offset });
             }
             Kind::Boundary => cap.mark_entry(),
@@ -188,8 +199,8 @@ fn walk(cap: &mut Capture, mem: &mut Mem, interp: &Interp, l: &Layout, mut frame
 
 /// One frame: what it is and the next one out. Only the innermost Python frame can be one that
 /// has not started (every frame further out is calling something), so only it is checked.
-fn read_frame(mem: &mut Mem, l: &Layout, frame: u64, innermost: bool) -> Option<(Kind, u64)> {
-    let f = mem.view(frame, l.frame_extent())?;
+fn read_frame(mem: &mut Mem, l: &Layout, extent: u64, frame: u64, innermost: bool) -> Option<(Kind, u64)> {
+    let f = mem.view_as(Slot::Frame, frame, extent)?;
     let previous = f.u64(l.frame_previous)?;
     let code = f.u64(l.frame_code)?;
     if l.frames == Frames::Objects {
@@ -224,13 +235,13 @@ fn read_frame(mem: &mut Mem, l: &Layout, frame: u64, innermost: bool) -> Option<
 /// objects, its first line, and the line table's length and first 8 bytes; a different code
 /// object at the same address differs in one of them unless it shares all those objects and
 /// starts with the same line entries.
-fn fingerprint(mem: &mut Mem, interp: &Interp, l: &Layout, code: u64) -> Option<u64> {
-    let c = mem.view(code, l.code_extent())?;
+fn fingerprint(mem: &mut Mem, interp: &Interp, l: &Layout, extent: u64, code: u64) -> Option<u32> {
+    let c = mem.view_as(Slot::Code, code, extent)?;
     if c.u64(l.object_type)? != interp.code_type {
         return None;
     }
     if let Some(version) = l.code_version.and_then(|off| c.u32(off)).filter(|&v| v != 0) {
-        return Some(1 << 63 | version as u64);
+        return Some(version);
     }
     let mut h = rustc_hash::FxHasher::default();
     for off in [Some(l.code_filename), Some(l.code_name), l.code_qualname].into_iter().flatten() {
@@ -238,7 +249,7 @@ fn fingerprint(mem: &mut Mem, interp: &Interp, l: &Layout, code: u64) -> Option<
     }
     h.write_u32(c.u32(l.code_firstlineno)?);
     let table = c.u64(l.code_linetable)?;
-    let t = mem.view(table, l.bytes_data + 8)?;
+    let t = mem.view_as(Slot::Bytes, table, l.bytes_data + 8)?;
     if t.u64(l.object_type)? != interp.bytes_type {
         return None;
     }
@@ -247,5 +258,6 @@ fn fingerprint(mem: &mut Mem, interp: &Interp, l: &Layout, code: u64) -> Option<
     h.write_u64(table);
     h.write_u64(len);
     h.write_u64(t.u64(l.bytes_data)? & mask);
-    Some(h.finish())
+    let h = h.finish();
+    Some((h >> 32) as u32 ^ h as u32)
 }

@@ -9,7 +9,8 @@
 //!    difference is the Python capture's cost per event).
 //!
 //! Variants run interleaved in one invocation and each reports its median, so machine noise hits
-//! all of them alike.
+//! all of them alike; an added cost is the median of the differences within each round. Programs
+//! time themselves in thread CPU time, so other processes on a busy machine do not count.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -28,13 +29,31 @@ struct Variant {
     shim: Option<Vec<(&'static str, &'static str)>>,
 }
 
-/// Runs every variant `rounds` times, interleaved; returns the medians of each figure printed
-/// (`<name> <value>` lines) per variant.
-fn medians(variants: &[Variant], rounds: usize) -> Vec<BTreeMap<String, f64>> {
+/// The figures (`<name> <value>` lines) each variant printed, per round: `[round][variant]`.
+type Figures = Vec<Vec<BTreeMap<String, f64>>>;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+/// The median over rounds of `figure` for variant `i`.
+fn med(f: &Figures, i: usize, figure: &str) -> f64 {
+    median(f.iter().map(|r| r[i][figure]).collect())
+}
+
+/// The median over rounds of `figure`, variant `j` minus variant `i` in the same round.
+fn med_diff(f: &Figures, i: usize, j: usize, figure: &str) -> f64 {
+    median(f.iter().map(|r| r[j][figure] - r[i][figure]).collect())
+}
+
+/// Runs every variant `rounds` times, interleaved.
+fn run_rounds(variants: &[Variant], rounds: usize) -> Figures {
     let e = env();
-    let mut got: Vec<BTreeMap<String, Vec<f64>>> = variants.iter().map(|_| BTreeMap::new()).collect();
+    let mut got = Vec::new();
     for _ in 0..rounds {
-        for (i, v) in variants.iter().enumerate() {
+        let mut round = Vec::new();
+        for v in variants {
             let dir = tempfile::tempdir().unwrap();
             let mut c = Command::new(&v.program);
             c.args(&v.args).env("VRAMTRACE_DIR", dir.path()).env("LD_LIBRARY_PATH", &e.fake_dir).env_remove("LD_PRELOAD");
@@ -43,24 +62,18 @@ fn medians(variants: &[Variant], rounds: usize) -> Vec<BTreeMap<String, f64>> {
             }
             let out = c.output().expect("run bench");
             assert!(out.status.success(), "{}: {}", v.name, String::from_utf8_lossy(&out.stderr));
+            let mut figures = BTreeMap::new();
             for l in String::from_utf8_lossy(&out.stdout).lines() {
                 let mut it = l.split_whitespace();
                 if let (Some(k), Some(x)) = (it.next(), it.next().and_then(|x| x.parse::<f64>().ok())) {
-                    got[i].entry(k.to_string()).or_default().push(x);
+                    figures.insert(k.to_string(), x);
                 }
             }
+            round.push(figures);
         }
+        got.push(round);
     }
-    got.into_iter()
-        .map(|m| {
-            m.into_iter()
-                .map(|(k, mut v)| {
-                    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-                    (k, v[v.len() / 2])
-                })
-                .collect()
-        })
-        .collect()
+    got
 }
 
 fn native(iter: usize, rounds: usize) {
@@ -84,15 +97,14 @@ fn native(iter: usize, rounds: usize) {
         v("shim, depth 32", Some(vec![("VRAMTRACE_STACK_DEPTH", "32")])),
         v("depth 32, PYTHON=0", Some(vec![("VRAMTRACE_STACK_DEPTH", "32"), ("VRAMTRACE_PYTHON", "0")])),
     ];
-    let m = medians(&variants, rounds);
-    let base = m[0]["hooked_ns_per_call"];
+    let f = run_rounds(&variants, rounds);
+    let hooked = "hooked_ns_per_call";
     println!("shim overhead on the fake driver, C program ({iter} alloc+free pairs × {rounds} rounds, median)");
     println!("{:<22} {:>16} {:>14} {:>18}", "variant", "hooked ns/call", "added ns", "unhooked ns/call");
-    for (v, m) in variants.iter().zip(&m) {
-        let h = m["hooked_ns_per_call"];
-        println!("{:<22} {h:>16.1} {:>14.1} {:>18.1}", v.name, h - base, m["unhooked_ns_per_call"]);
+    for (i, v) in variants.iter().enumerate() {
+        println!("{:<22} {:>16.1} {:>14.1} {:>18.1}", v.name, med(&f, i, hooked), med_diff(&f, 0, i, hooked), med(&f, i, "unhooked_ns_per_call"));
     }
-    let absent = m[2]["hooked_ns_per_call"] - m[3]["hooked_ns_per_call"];
+    let absent = med_diff(&f, 3, 2, hooked);
     println!("Python capture in a process without Python: {absent:+.1} ns/call (depth 32 vs depth 32 with VRAMTRACE_PYTHON=0)");
 }
 
@@ -113,15 +125,16 @@ fn python(iter: usize, rounds: usize) {
             v("Python off", Some(vec![("VRAMTRACE_STACK_DEPTH", "32"), ("VRAMTRACE_PYTHON", "0")])),
             v("Python on", Some(vec![("VRAMTRACE_STACK_DEPTH", "32")])),
         ];
-        let m: Vec<f64> = medians(&variants, rounds).iter().map(|m| m["hooked_ns_per_call"]).collect();
-        println!("{:<48} {:>9.1} {:>12.1} {:>12.1} {:>14.1}", py.label(), m[0], m[1], m[2], m[2] - m[1]);
+        let f = run_rounds(&variants, rounds);
+        let h = "hooked_ns_per_call";
+        println!("{:<48} {:>9.1} {:>12.1} {:>12.1} {:>14.1}", py.label(), med(&f, 0, h), med(&f, 1, h), med(&f, 2, h), med_diff(&f, 1, 2, h));
     }
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let iter: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(200_000);
-    let rounds: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(7);
+    let iter: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(100_000);
+    let rounds: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(15);
     native(iter, rounds);
     python(iter / 2, rounds);
 }
