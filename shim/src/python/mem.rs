@@ -10,8 +10,9 @@
 //!
 //! The snapshot is shared without a lock on the hot path: a reader pins it with a reader count;
 //! a refresh builds the next one in the spare slot (only once no reader is left on it) and
-//! publishes it with one atomic store. Cost: two uncontended atomic adds per walk, and a check
-//! against the last ranges hit (a binary search on a miss) per object.
+//! publishes it with one atomic store. Cost: two uncontended atomic adds per walk, and per object a
+//! check against the ranges last hit, which a thread keeps from one walk to the next (a binary
+//! search on a miss).
 //!
 //! What this cannot prove: a region unmapped after the snapshot was taken still looks readable
 //! until the next refresh. The objects a walk follows are kept alive by the parked thread's own

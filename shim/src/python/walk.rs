@@ -44,7 +44,7 @@ pub struct Capture {
     /// run; `Capturing` otherwise (a thread without Python state has no frames and this status).
     pub status: PyStatus,
     pub truncated: bool,
-    /// Hash of `key()`, computed as frames are pushed.
+    /// Hash of `key()`, computed when the walk ends.
     pub hash: u64,
     len: usize,
     /// `frames[..len]`, innermost first, then `TRUNCATED` when truncated.
@@ -56,6 +56,15 @@ impl Capture {
     #[inline(always)]
     pub fn new() -> Self {
         Capture { interp: None, status: PyStatus::Capturing, truncated: false, hash: 0, len: 0, frames: [const { MaybeUninit::uninit() }; FRAMES_MAX + 1] }
+    }
+
+    /// The calling thread's Python stack, innermost first, at most `depth` frames. Filled in
+    /// place: a `Capture` is 2 KiB, too much to copy per event.
+    #[inline]
+    pub fn fill(&mut self, depth: usize) {
+        if depth != 0 && enabled() {
+            fill(self, depth);
+        }
     }
 
     pub fn frames(&self) -> &[RawFrame] {
@@ -109,17 +118,6 @@ fn enabled() -> bool {
         ENABLED.store(e, Relaxed);
     }
     e == 1
-}
-
-impl Capture {
-    /// The calling thread's Python stack, innermost first, at most `depth` frames. Filled in
-    /// place: a `Capture` is 3 KiB, too much to copy per event.
-    #[inline]
-    pub fn fill(&mut self, depth: usize) {
-        if depth != 0 && enabled() {
-            fill(self, depth);
-        }
-    }
 }
 
 fn fill(cap: &mut Capture, depth: usize) {

@@ -82,6 +82,11 @@ fn every_frame_matches_traceback_on_every_interpreter() {
             let r = runtime_record(&py, &t);
             assert_eq!(PyStatus::from_u32(r.status), Some(PyStatus::Capturing), "{}: {}", py.label(), r.detail);
             assert!(r.eval_start != 0 && r.eval_end > r.eval_start, "{}: eval range {r:?}", py.label());
+            // pyenv's interpreters run from libpython; Debian's has Python linked into the executable.
+            let exe = py.exe.canonicalize().unwrap();
+            let lib = exe.parent().unwrap().parent().unwrap().join(format!("lib/libpython3.{}.so.1.0", py.minor()));
+            let want = if lib.exists() { lib.display().to_string() } else { exe.display().to_string() };
+            assert_eq!(r.library, want, "{}", py.label());
             let calls = printed(&run.stdout());
             let scenarios = run.stdout().lines().filter(|l| l.starts_with("SCENARIO ")).count();
             assert_eq!(scenarios, 6, "{}", py.label());
@@ -201,7 +206,7 @@ fn an_interpreter_loaded_late_and_locally_is_found() {
         let t = run.trace();
         let allocs = t.api_events(Api::MemAlloc.name());
         assert_eq!((allocs[0].size, allocs[0].py_stack_id), (4096, 0), "{}: the embedder's own allocation", py.label());
-        runtime_record(&py, &t);
+        assert!(runtime_record(&py, &t).library.ends_with(&format!("libpython3.{}.so.1.0", py.minor())), "{}", py.label());
         // No markers here: vramtrace_mark is reached through ctypes, which cannot load.
         let calls: Vec<Printed> = printed(&run.stdout()).into_iter().filter(|c| c.call.starts_with("ALLOC")).collect();
         assert_eq!(check_run(&py, &t, &calls, DEFAULT_DEPTH), 8, "{}", py.label());
