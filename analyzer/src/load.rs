@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use vramtrace_trace::api::cu;
 use vramtrace_trace::record::{RecordHeader, RecordKind, FILE_HEADER_LEN};
 use vramtrace_trace::side::{self, OutputLine, SideFile, SideMarker};
-use vramtrace_trace::{EventRec, Info, Marker, Module, Reader, Record, Tail};
+use vramtrace_trace::{EventRec, Info, Marker, Module, Notes, PyCode, PyRuntime, PyStack, Reader, Record, Tail};
 use zerocopy::FromBytes;
 
 /// One scanned trace file (one traced process).
@@ -43,10 +43,25 @@ pub struct TraceFile {
     pub devices: Vec<i32>,
     /// GPUs as the driver described them (Device records, trace format 1.1+).
     pub gpus: Vec<vramtrace_trace::DeviceInfo>,
+    /// Events of driver functions this reader does not know (a newer shim's); the model skips them.
+    pub unknown_functions: u64,
+    /// What the shim noted about the recording: calls it let through unrecorded, a cut file.
+    pub notes: Notes,
+    /// The process's Python interpreter, code objects and Python stacks (format 1.2+).
+    pub python: PythonRecords,
     /// End of the last record the scan decoded: the event pass stops here, so both passes
     /// agree on where a damaged file ends.
     stop: usize,
     data: memmap2::Mmap,
+}
+
+/// A trace's Python records: what the interpreter was, and the code objects and stacks events
+/// refer to by id.
+#[derive(Clone, Debug, Default)]
+pub struct PythonRecords {
+    pub runtimes: Vec<PyRuntime>,
+    pub codes: HashMap<u32, PyCode>,
+    pub stacks: HashMap<u32, PyStack>,
 }
 
 impl TraceFile {
@@ -240,26 +255,35 @@ pub fn load_traces(paths: &[PathBuf]) -> Result<Loaded, Error> {
     if traces.is_empty() {
         return Err(Error::NoTrace("only side files given, no *.vtr trace".into()));
     }
+    let traces = distinct_paths(traces, &mut warnings);
+    sides = distinct_paths(sides.into_iter().map(|(k, p)| (p, k)).collect(), &mut warnings).into_iter().map(|(p, k)| (k, p)).collect();
 
     let scanned: Vec<Result<TraceFile, String>> = traces.par_iter().map(|(p, _)| scan(p)).collect();
-    let mut files = Vec::new();
+    let mut files: Vec<TraceFile> = Vec::new();
+    let mut failures = Vec::new();
     for ((p, fatal), r) in traces.iter().zip(scanned) {
         match r {
             Ok(t) => {
-                if let Some(e) = &t.error {
-                    warnings.push(format!("{}: {e}; using the {} events before it", p.display(), t.events));
-                } else if t.truncated {
-                    warnings.push(format!("{}: cut short (the process died mid-write?); using the {} events before it", p.display(), t.events));
+                // The same process's trace under two names (a copy): counted once.
+                if let Some(first) = files.iter().find(|f| f.info.pid == t.info.pid && f.info.mono_ns == t.info.mono_ns && f.info.mono_ns != 0) {
+                    warnings.push(format!("{}: the same process's trace as {}; read once", p.display(), first.path.display()));
+                    continue;
                 }
+                warnings.extend(t.warnings());
                 files.push(t);
             }
             Err(msg) if *fatal => return Err(Error::NoTrace(msg)),
-            Err(msg) => warnings.push(format!("{msg}; skipped")),
+            Err(msg) => failures.push(msg),
         }
     }
     if files.is_empty() {
-        return Err(Error::NoTrace(format!("no readable trace among {} file(s)", traces.len())));
+        return Err(Error::NoTrace(match failures.as_slice() {
+            [one] => format!("no readable trace: {one}"),
+            [first, ..] => format!("no readable trace among {} files (first: {first})", failures.len()),
+            [] => "no readable trace".into(),
+        }));
     }
+    warnings.extend(failures.into_iter().map(|m| format!("{m}; skipped")));
 
     let mut output = Vec::new();
     let mut markers = Vec::new();
@@ -284,6 +308,57 @@ pub fn load_traces(paths: &[PathBuf]) -> Result<Loaded, Error> {
     Ok(Loaded { traces: files, output, markers, warnings, symbols: crate::Symbols::default() })
 }
 
+/// Each path once, by its real path: a directory and a file in it, or a path given twice, would
+/// otherwise count the same trace twice.
+fn distinct_paths<T>(items: Vec<(PathBuf, T)>, warnings: &mut Vec<String>) -> Vec<(PathBuf, T)> {
+    let mut seen: Vec<PathBuf> = Vec::new();
+    let mut out = Vec::with_capacity(items.len());
+    for (p, x) in items {
+        let real = p.canonicalize().unwrap_or_else(|_| p.clone());
+        if seen.contains(&real) {
+            warnings.push(format!("{}: given more than once; read once", p.display()));
+            continue;
+        }
+        seen.push(real);
+        out.push((p, x));
+    }
+    out
+}
+
+impl TraceFile {
+    /// What a reader of the report should know about this file: damage, a cut recording, calls
+    /// not recorded, functions this vramtrace does not know.
+    fn warnings(&self) -> Vec<String> {
+        let p = self.path.display();
+        let mut w = Vec::new();
+        if let Some(e) = &self.error {
+            w.push(format!("{p}: {e}; using the {} events before it", self.events));
+        } else if self.truncated {
+            w.push(format!("{p}: cut short (the process died mid-write?); using the {} events before it", self.events));
+        }
+        if let Some(cut) = self.notes.cut {
+            let why = match cut.errno {
+                28 => "the disk was full".to_string(),
+                27 => "the file size limit (RLIMIT_FSIZE) was reached".to_string(),
+                9 => "the program closed or replaced the trace file's descriptor".to_string(),
+                n => format!("the file could not grow (errno {n})"),
+            };
+            w.push(format!("{p}: recording stopped early at {} bytes: {why}; later calls are not in the trace", cut.bytes));
+        }
+        let lost = self.notes.lost;
+        if lost.calls > 0 || lost.lookups > 0 {
+            w.push(format!(
+                "{p}: {} call(s) and {} lookup(s) were not recorded (made from a signal handler that interrupted the shim, or after the recording stopped)",
+                lost.calls, lost.lookups
+            ));
+        }
+        if self.unknown_functions > 0 {
+            w.push(format!("{p}: {} event(s) of driver functions this vramtrace does not know (a newer shim wrote them); skipped", self.unknown_functions));
+        }
+        w
+    }
+}
+
 /// Whether the model may account this event on `e.device` (see `TraceFile::devices`).
 fn places_device_memory(e: &EventRec) -> bool {
     use vramtrace_trace::{Api, ApiKind};
@@ -295,67 +370,99 @@ fn places_device_memory(e: &EventRec) -> bool {
             || matches!(kind, ApiKind::Alloc | ApiKind::AllocManaged | ApiKind::AllocAsync | ApiKind::Create | ApiKind::AddressReserve | ApiKind::Map | ApiKind::CtxCreate))
 }
 
+/// What the scan keeps of one file while it walks the records.
+#[derive(Default)]
+struct ScanState {
+    info: Option<Info>,
+    modules: Vec<Module>,
+    stacks: HashMap<u32, Vec<u64>>,
+    markers: Vec<Marker>,
+    end_ns: Option<u64>,
+    events: u64,
+    unknown_functions: u64,
+    first_ns: Option<u64>,
+    last_ns: u64,
+    prev: u64,
+    out_of_order: u64,
+    devices: Vec<i32>,
+    gpus: Vec<vramtrace_trace::DeviceInfo>,
+    python: PythonRecords,
+}
+
+impl ScanState {
+    fn saw_time(&mut self, t: u64) {
+        self.first_ns = Some(self.first_ns.map_or(t, |f| f.min(t)));
+        self.last_ns = self.last_ns.max(t);
+    }
+
+    fn take(&mut self, rec: Record) {
+        match rec {
+            Record::Event(e) => {
+                self.events += 1;
+                if vramtrace_trace::Api::from_id(e.api).is_none() {
+                    // A newer shim's function: kept in the file, skipped by the model.
+                    self.unknown_functions += 1;
+                } else if places_device_memory(&e) && !self.devices.contains(&e.device) {
+                    self.devices.push(e.device);
+                }
+                if e.t_ns < self.prev {
+                    self.out_of_order += 1;
+                }
+                self.prev = e.t_ns;
+                self.saw_time(e.t_ns);
+            }
+            Record::Info(i) => {
+                self.info.get_or_insert(i);
+            }
+            Record::Module(m) => self.modules.push(m),
+            Record::Stack { id, frames } => {
+                self.stacks.insert(id, frames);
+            }
+            Record::Marker(m) => {
+                self.saw_time(m.t_ns);
+                self.markers.push(m);
+            }
+            Record::End(e) => {
+                self.end_ns = Some(e.t_ns);
+                self.last_ns = self.last_ns.max(e.t_ns);
+            }
+            Record::Device(d) => self.gpus.push(d),
+            Record::PyRuntime(r) => self.python.runtimes.push(r),
+            Record::PyCode(c) => {
+                self.python.codes.insert(c.id, c);
+            }
+            Record::PyStack(st) => {
+                self.python.stacks.insert(st.id, st);
+            }
+            // The reader gathers them in its notes.
+            Record::Lost(_) | Record::Cut(_) => {}
+        }
+    }
+}
+
 fn scan(path: &Path) -> Result<TraceFile, String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {}", path.display(), crate::io_message(&e)))?;
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
     if len == 0 {
         return Err(format!("{}: empty file, not a trace", path.display()));
     }
     // SAFETY: read-only mapping; a trace still being written only grows, and the reader stops
     // at the zero-filled tail.
-    let data = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| format!("{}: {e}", path.display()))?;
+    let data = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| format!("{}: {}", path.display(), crate::io_message(&e)))?;
     let mut reader = Reader::new(&data).map_err(|e| format!("{}: {e}", path.display()))?;
     advise(&data, libc_advice::SEQUENTIAL, 0, data.len());
 
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    let mut info: Option<Info> = None;
-    let mut modules = Vec::new();
-    let mut stacks = HashMap::new();
-    let mut markers = Vec::new();
-    let mut end_ns = None;
+    let mut st = ScanState::default();
     let mut error = None;
-    let (mut events, mut first_ns, mut last_ns, mut prev, mut out_of_order) = (0u64, u64::MAX, 0u64, 0u64, 0u64);
-    let mut devices: Vec<i32> = Vec::new();
-    let mut gpus = Vec::new();
     let mut released = 0usize;
     let mut populated = 0usize;
     let mut stop = FILE_HEADER_LEN;
     while let Some(rec) = reader.next() {
-        if rec.is_ok() {
-            stop = reader.position();
-        }
         match rec {
-            Ok(Record::Event(e)) => {
-                events += 1;
-                if places_device_memory(&e) && !devices.contains(&e.device) {
-                    devices.push(e.device);
-                }
-                if e.t_ns < prev {
-                    out_of_order += 1;
-                }
-                prev = e.t_ns;
-                first_ns = first_ns.min(e.t_ns);
-                last_ns = last_ns.max(e.t_ns);
+            Ok(r) => {
+                stop = reader.position();
+                st.take(r);
             }
-            Ok(Record::Info(i)) => {
-                if info.is_none() {
-                    info = Some(i);
-                }
-            }
-            Ok(Record::Module(m)) => modules.push(m),
-            Ok(Record::Stack { id, frames }) => {
-                stacks.insert(id, frames);
-            }
-            Ok(Record::Marker(m)) => {
-                first_ns = first_ns.min(m.t_ns);
-                last_ns = last_ns.max(m.t_ns);
-                markers.push(m);
-            }
-            Ok(Record::End(e)) => {
-                end_ns = Some(e.t_ns);
-                last_ns = last_ns.max(e.t_ns);
-            }
-            Ok(Record::Device(d)) => gpus.push(d),
             Err(e) => {
                 error = Some(e.to_string());
                 break;
@@ -374,37 +481,37 @@ fn scan(path: &Path) -> Result<TraceFile, String> {
         }
     }
     let truncated = matches!(reader.tail(), Tail::Truncated { .. }) || error.is_some();
-    let info = match info {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let info = match st.info.take() {
         Some(i) => i,
-        None => {
-            if events == 0 && markers.is_empty() {
-                return Err(format!("{}: no process record and no events", path.display()));
-            }
-            Info { pid: side::pid_of_trace_file(name).unwrap_or(0), ..Info::default() }
-        }
+        None if st.events == 0 && st.markers.is_empty() => return Err(format!("{}: no process record and no events", path.display())),
+        None => Info { pid: side::pid_of_trace_file(name).unwrap_or(0), ..Info::default() },
     };
-    if first_ns == u64::MAX {
-        first_ns = info.mono_ns;
-        last_ns = last_ns.max(info.mono_ns);
-    }
-    markers.sort_by_key(|m| m.t_ns);
-    devices.sort_unstable();
+    let (first_ns, last_ns) = match st.first_ns {
+        Some(f) => (f, st.last_ns),
+        None => (info.mono_ns, st.last_ns.max(info.mono_ns)),
+    };
+    st.markers.sort_by_key(|m| m.t_ns);
+    st.devices.sort_unstable();
     Ok(TraceFile {
         path: path.to_path_buf(),
         info,
-        modules,
-        stacks,
-        markers,
-        end_ns,
+        modules: st.modules,
+        stacks: st.stacks,
+        markers: st.markers,
+        end_ns: st.end_ns,
         truncated,
         error,
-        events,
+        events: st.events,
+        unknown_functions: st.unknown_functions,
+        notes: reader.notes(),
+        python: st.python,
         first_ns,
         last_ns,
-        out_of_order,
+        out_of_order: st.out_of_order,
         bytes: len,
-        devices,
-        gpus,
+        devices: st.devices,
+        gpus: st.gpus,
         stop,
         data,
     })

@@ -6,7 +6,8 @@
 //! - `sys`: libc bits, thread id, secure mode. `sync`: the one lock type, the lock order, and
 //!   the per-thread re-entry state (read it first).
 //! - `modules`: loaded objects, for offline symbolization. `driver`: glibc's own `dlsym`, and
-//!   the driver calls the shim makes for itself. `unwind`: fast call-stack capture.
+//!   the driver calls the shim makes for itself. `python`: the calling thread's CPython stack,
+//!   read without the GIL. `unwind`: fast call-stack capture.
 //! - `tracefile`: the crash-safe file. `recorder`: the per-process session and append path.
 //! - `hooks`: the hooked functions, declared once in a table. `identity`: which real pointer is
 //!   which hooked function. `resolve`: the lookup doors (`dlsym`, `cuGetProcAddress`).
@@ -26,6 +27,7 @@ mod fork;
 mod hooks;
 mod identity;
 mod modules;
+mod python;
 mod recorder;
 mod resolve;
 mod sync;

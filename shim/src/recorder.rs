@@ -48,6 +48,8 @@ struct Session {
     lost_written: (u64, u64),
     lost_any: u64,
     ended: bool,
+    /// Python code objects and stacks already in the file.
+    py: crate::python::Tables,
 }
 
 enum Status {
@@ -150,6 +152,9 @@ pub fn record(e: &mut EventRec) {
         capture(&mut buf, depth)
     };
     e.tid = sys::tid();
+    // The Python stack is read before the lock, like the native one.
+    let mut py = crate::python::Capture::new();
+    py.fill(depth);
     append_with(|s, objects| {
         e.stack_id = match s.stacks.get(frames) {
             Some(&id) => id,
@@ -167,6 +172,7 @@ pub fn record(e: &mut EventRec) {
                 s.new_stack(frames)?
             }
         };
+        e.py_stack_id = s.py_stack_id(&py)?;
         e.t_ns = now_ns();
         s.put(RecordKind::Event, &*e, &[], &[])
     });
@@ -175,7 +181,12 @@ pub fn record(e: &mut EventRec) {
 /// Records a user marker.
 pub fn mark(label: &[u8], value: i64) {
     let tid = sys::tid();
-    append_with(|s, _| s.put(RecordKind::Marker, &MarkerRec { t_ns: now_ns(), value, tid, stack_id: 0 }, &[], &[label]));
+    let mut py = crate::python::Capture::new();
+    py.fill(stack_depth());
+    append_with(|s, _| {
+        let py_stack_id = s.py_stack_id(&py)?;
+        s.put(RecordKind::Marker, &MarkerRec { t_ns: now_ns(), value, tid, stack_id: 0 }, &py_stack_id.to_le_bytes(), &[label])
+    });
 }
 
 /// Writes a Device record the first time a context is created on `dev` in this process.
@@ -367,12 +378,12 @@ fn open(cfg: &Config) -> Result<Box<Session>, String> {
     let host = host.trim_ascii_end();
     // The first chunk has room for it: it cannot be Full.
     file.append(RecordKind::Info, &info, &[], &[exe.as_bytes(), &cmd, env!("CARGO_PKG_VERSION").as_bytes(), host]);
-    Ok(Box::new(Session { file, stacks: HashMap::new(), modules: Vec::new(), lost_written: (0, 0), lost_any: 0, ended: false }))
+    Ok(Box::new(Session { file, stacks: HashMap::new(), modules: Vec::new(), lost_written: (0, 0), lost_any: 0, ended: false, py: Default::default() }))
 }
 
 impl Session {
     /// Appends a record: Ok(true) written, Ok(false) dropped (cut file), Err(Full) retry.
-    fn put<T: zerocopy::IntoBytes + zerocopy::Immutable>(&mut self, kind: RecordKind, fixed: &T, raw: &[u8], strings: &[&[u8]]) -> Result<bool, Again> {
+    fn put<T: zerocopy::IntoBytes + zerocopy::Immutable + ?Sized>(&mut self, kind: RecordKind, fixed: &T, raw: &[u8], strings: &[&[u8]]) -> Result<bool, Again> {
         match self.file.append(kind, fixed, raw, strings) {
             Appended::Done => Ok(true),
             Appended::Dropped => Ok(false),
@@ -399,6 +410,19 @@ impl Session {
         self.put(RecordKind::Lost, &LostRec { t_ns: now_ns(), calls: now.0, lookups: now.1 }, &[], &[])?;
         (self.lost_written, self.lost_any) = (now, any);
         Ok(())
+    }
+
+    /// Deduplicates a Python stack; what is new (the interpreter's description, code objects,
+    /// the stack) is written first. A chunk that fills up midway is retried like any record:
+    /// the tables hold only what is already in the file.
+    fn py_stack_id(&mut self, py: &crate::python::Capture) -> Result<u32, Again> {
+        if let Some(id) = self.py.known(py) {
+            return Ok(id);
+        }
+        let mut tables = std::mem::take(&mut self.py);
+        let id = tables.add(py, &mut |kind, fixed, raw, strings| self.put(kind, fixed, raw, strings).map(|_| ()));
+        self.py = tables;
+        id
     }
 
     fn covers(&self, frames: &[u64]) -> bool {

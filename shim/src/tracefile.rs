@@ -251,7 +251,7 @@ impl TraceFile {
 
     /// Appends one record, keeping [`RESERVE`] bytes free for the final records.
     #[inline]
-    pub fn append<T: zerocopy::IntoBytes + zerocopy::Immutable>(&mut self, kind: RecordKind, fixed: &T, raw: &[u8], strings: &[&[u8]]) -> Appended {
+    pub fn append<T: zerocopy::IntoBytes + zerocopy::Immutable + ?Sized>(&mut self, kind: RecordKind, fixed: &T, raw: &[u8], strings: &[&[u8]]) -> Appended {
         if self.cut {
             return Appended::Dropped;
         }

@@ -231,6 +231,8 @@ pub fn use_libgcc() -> bool {
 fn current_tables() -> LockGuard<'static, Option<Tables>> {
     let g = TABLES.lock();
     let counters = loader_counters(&g);
+    // The Python capture rescans for an interpreter when the loader changed: tell it for free.
+    crate::python::loader_seen(counters.0, counters.1);
     if g.as_ref().is_some_and(|t| t.counters == counters) {
         return g;
     }

@@ -5,7 +5,7 @@
 //! file names and side files ([`side`]), and byte sizes as typed and printed ([`units`]).
 //!
 //! A file is a 16-byte header followed by self-delimiting, 8-byte-aligned records (process info,
-//! modules, deduplicated stacks, events, markers, end). The layout is fixed `#[repr(C)]` structs
+//! modules, deduplicated native and Python stacks, Python code objects, events, markers, end). The layout is fixed `#[repr(C)]` structs
 //! (zerocopy) rather than a serialization framework: the shim writes a record with one copy and no
 //! allocation, and the bytes on disk are exactly what `docs/trace-format.md` describes.
 
@@ -18,8 +18,8 @@ pub mod units;
 pub mod writer;
 
 pub use api::{result_name, Api, ApiKind, Fields};
-pub use reader::{DeviceInfo, Info, Marker, Module, Notes, Reader, Record, Tail, TraceError};
-pub use record::{CutRec, EndRec, EventRec, LostRec};
+pub use reader::{DeviceInfo, Info, Marker, Module, Notes, PyCode, PyFrame, PyRuntime, PyStack, Reader, Record, Tail, TraceError};
+pub use record::{CutRec, EndRec, EventRec, LostRec, PyStatus};
 pub use writer::TraceWriter;
 
 /// Reads a whole trace file into records, tolerating a crash-cut tail. Returns the records, how

@@ -1,4 +1,9 @@
 //! Reading `.vtr` files: validates the header, walks records, stops cleanly at a crash-cut tail.
+//!
+//! The iterator yields every record kind this reader knows and steps over kinds it does not (a
+//! newer minor version's), as the format promises; an event of a function it does not know is
+//! yielded too, for the consumer to skip or show. What the shim noted about the recording itself
+//! (Lost and Cut records) is also gathered in [`Reader::notes`].
 
 use crate::record::*;
 use zerocopy::FromBytes;
@@ -58,6 +63,8 @@ pub struct Marker {
     pub tid: u32,
     pub stack_id: u32,
     pub label: String,
+    /// The Python stack at the marker (a [`PyStack`] id), 0 = none.
+    pub py_stack_id: u32,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -75,20 +82,82 @@ pub enum Record {
     Info(Info),
     Module(Module),
     Stack { id: u32, frames: Vec<u64> },
+    /// An event; its `api` may be a function this reader does not know (a newer minor version):
+    /// such an event is still yielded, for the consumer to skip or show.
     Event(EventRec),
     Marker(Marker),
     End(EndRec),
     Device(DeviceInfo),
+    /// Running totals of calls the shim let through unrecorded (also in [`Reader::notes`]).
+    Lost(LostRec),
+    /// Recording stopped early (also in [`Reader::notes`]).
+    Cut(CutRec),
+    PyRuntime(PyRuntime),
+    PyCode(PyCode),
+    PyStack(PyStack),
 }
 
-/// What the shim says about the recording itself (Lost and Cut records), gathered while reading:
-/// they describe the file rather than the program, so the iterator does not yield them.
+/// What the shim says about the recording itself (Lost and Cut records), gathered while reading.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Notes {
     /// The last running totals of calls the shim let through unrecorded.
     pub lost: LostRec,
     /// Set when recording stopped early because the file could not grow.
     pub cut: Option<CutRec>,
+}
+
+/// The interpreter the shim found, and whether it captured its stacks (see `PyStatus`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PyRuntime {
+    pub t_ns: u64,
+    pub hexversion: u32,
+    /// A `PyStatus` code; `PyStatus::from_u32` names it (a newer shim may add codes).
+    pub status: u32,
+    /// Address range of `_PyEval_EvalFrameDefault` in this process (0, 0 when unknown).
+    pub eval_start: u64,
+    pub eval_end: u64,
+    /// The object holding the interpreter: libpython, or the executable.
+    pub library: String,
+    /// Human-readable detail, e.g. why stacks are not captured.
+    pub detail: String,
+}
+
+/// A Python code object as the shim read it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PyCode {
+    pub id: u32,
+    /// `PY_VERSION_HEX` of the interpreter that ran it: selects the line-table format.
+    pub py_version: u32,
+    pub first_line: u32,
+    /// The line table was cut short by the shim (very large code objects).
+    pub linetable_cut: bool,
+    pub filename: String,
+    pub name: String,
+    /// `co_qualname`; empty before Python 3.11 (the code object has none).
+    pub qualname: String,
+    /// `co_linetable`, raw.
+    pub linetable: Vec<u8>,
+}
+
+/// One frame of a [`PyStack`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PyFrame {
+    pub code_id: u32,
+    /// Byte offset of the current instruction; `None` before the frame's first instruction.
+    pub offset: Option<u32>,
+    /// The first frame of a C-level `_PyEval_EvalFrameDefault` invocation: the frames from the
+    /// innermost up to and including the first entry frame run in the innermost evaluation
+    /// frame of the native stack, the next group in the next one, and so on.
+    pub entry: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PyStack {
+    pub id: u32,
+    /// Innermost first.
+    pub frames: Vec<PyFrame>,
+    /// The thread had more Python frames than were recorded.
+    pub truncated: bool,
 }
 
 /// Iterates over the records of one trace held in memory (typically a memory map).
@@ -111,7 +180,7 @@ impl<'a> Cursor<'a> {
         self.b = rest;
         Ok(v)
     }
-    fn string(&mut self) -> Result<String, TraceError> {
+    fn bytes(&mut self) -> Result<&'a [u8], TraceError> {
         let corrupt = TraceError::Corrupt { offset: self.offset, reason: "string runs past its record" };
         if self.b.len() < 4 {
             return Err(corrupt);
@@ -119,7 +188,14 @@ impl<'a> Cursor<'a> {
         let n = u32::from_le_bytes(self.b[..4].try_into().unwrap()) as usize;
         let s = self.b.get(4..4 + n).ok_or(corrupt)?;
         self.b = &self.b[4 + n..];
-        Ok(String::from_utf8_lossy(s).into_owned())
+        Ok(s)
+    }
+    fn string(&mut self) -> Result<String, TraceError> {
+        Ok(String::from_utf8_lossy(self.bytes()?).into_owned())
+    }
+    /// A u32 appended to a record in a later minor version: 0 when the record predates it.
+    fn tail_u32(&mut self) -> u32 {
+        self.fixed::<u32>().unwrap_or(0)
     }
 }
 
@@ -200,22 +276,11 @@ impl<'a> Reader<'a> {
                 let frames = bytes.chunks_exact(8).map(|w| u64::from_le_bytes(w.try_into().unwrap())).collect();
                 Record::Stack { id: f.id, frames }
             }
-            RecordKind::Event => {
-                let e: EventRec = c.fixed()?;
-                if crate::Api::from_id(e.api).is_none() {
-                    return Err(TraceError::Corrupt { offset, reason: "unknown driver function id" });
-                }
-                Record::Event(e)
-            }
+            RecordKind::Event => Record::Event(c.fixed()?),
             RecordKind::Marker => {
                 let f: MarkerRec = c.fixed()?;
-                Record::Marker(Marker {
-                    t_ns: f.t_ns,
-                    value: f.value,
-                    tid: f.tid,
-                    stack_id: f.stack_id,
-                    label: c.string()?,
-                })
+                let label = c.string()?;
+                Record::Marker(Marker { t_ns: f.t_ns, value: f.value, tid: f.tid, stack_id: f.stack_id, label, py_stack_id: c.tail_u32() })
             }
             RecordKind::End => Record::End(c.fixed()?),
             RecordKind::Device => {
@@ -229,23 +294,22 @@ impl<'a> Reader<'a> {
                     uuid: f.uuid,
                 })
             }
+            RecordKind::Pad => return Ok(None),
             RecordKind::Lost => {
-                self.notes.lost = c.fixed()?;
-                return Ok(None);
+                let l: LostRec = c.fixed()?;
+                self.notes.lost = l;
+                Record::Lost(l)
             }
             RecordKind::Cut => {
-                self.notes.cut = Some(c.fixed()?);
-                return Ok(None);
+                let cut: CutRec = c.fixed()?;
+                self.notes.cut = Some(cut);
+                Record::Cut(cut)
             }
-            RecordKind::Pad => return Ok(None),
+            RecordKind::PyRuntime | RecordKind::PyCode | RecordKind::PyStack => decode_python(kind, c)?,
         }))
     }
-}
 
-impl<'a> Iterator for Reader<'a> {
-    type Item = Result<Record, TraceError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
+    fn next_record(&mut self) -> Option<Result<Record, TraceError>> {
         loop {
             if self.tail != Tail::Open {
                 return None;
@@ -296,5 +360,58 @@ impl<'a> Iterator for Reader<'a> {
                 }
             }
         }
+    }
+}
+
+fn decode_python(kind: RecordKind, mut c: Cursor<'_>) -> Result<Record, TraceError> {
+    let offset = c.offset;
+    Ok(match kind {
+        RecordKind::PyRuntime => {
+            let f: PyRuntimeRec = c.fixed()?;
+            Record::PyRuntime(PyRuntime {
+                t_ns: f.t_ns,
+                hexversion: f.hexversion,
+                status: f.status,
+                eval_start: f.eval_start,
+                eval_end: f.eval_end,
+                library: c.string()?,
+                detail: c.string()?,
+            })
+        }
+        RecordKind::PyCode => {
+            let f: PyCodeRec = c.fixed()?;
+            Record::PyCode(PyCode {
+                id: f.id,
+                py_version: f.py_version,
+                first_line: f.first_line,
+                linetable_cut: f.flags & PY_CODE_LINETABLE_CUT != 0,
+                filename: c.string()?,
+                name: c.string()?,
+                qualname: c.string()?,
+                linetable: c.bytes()?.to_vec(),
+            })
+        }
+        _ => {
+            let f: PyStackRec = c.fixed()?;
+            let n = f.depth as usize;
+            let bytes = c.b.get(..n * 8).ok_or(TraceError::Corrupt { offset, reason: "Python stack depth runs past its record" })?;
+            let frames = bytes
+                .chunks_exact(8)
+                .filter_map(|w| PyFrameRec::read_from_bytes(w).ok())
+                .map(|r| {
+                    let off = r.offset & !PY_FRAME_ENTRY;
+                    PyFrame { code_id: r.code_id, offset: (off != PY_NO_OFFSET).then_some(off), entry: r.offset & PY_FRAME_ENTRY != 0 }
+                })
+                .collect();
+            Record::PyStack(PyStack { id: f.id, frames, truncated: f.flags & PY_STACK_TRUNCATED != 0 })
+        }
+    })
+}
+
+impl<'a> Iterator for Reader<'a> {
+    type Item = Result<Record, TraceError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_record()
     }
 }

@@ -10,7 +10,8 @@ pub const MAGIC: [u8; 8] = *b"VRAMTRC\0";
 /// Major format version: a reader refuses a newer major. Minor additions (new record kinds,
 /// fields appended to a record's tail) keep the major and are skipped by older readers.
 pub const VERSION_MAJOR: u16 = 1;
-/// 1.1: Device records. 1.2: Lost and Cut records.
+/// 1.1: Device records. 1.2: Lost and Cut records; Python stacks (PyRuntime, PyCode and
+/// PyStack records, an event's `py_stack_id`, a marker's Python stack id after its label).
 pub const VERSION_MINOR: u16 = 2;
 /// Size of the file header: magic + major + minor + 4 reserved bytes.
 pub const FILE_HEADER_LEN: usize = 16;
@@ -34,6 +35,12 @@ pub enum RecordKind {
     Lost = 9,
     /// Recording stopped early: the file could not grow (since 1.2).
     Cut = 10,
+    /// The CPython interpreter found in the process and whether its stacks are captured (since 1.2).
+    PyRuntime = 11,
+    /// A Python code object, written once (since 1.2).
+    PyCode = 12,
+    /// A deduplicated Python stack (since 1.2).
+    PyStack = 13,
 }
 
 impl RecordKind {
@@ -49,6 +56,9 @@ impl RecordKind {
             8 => Self::Device,
             9 => Self::Lost,
             10 => Self::Cut,
+            11 => Self::PyRuntime,
+            12 => Self::PyCode,
+            13 => Self::PyStack,
             _ => return None,
         })
     }
@@ -152,7 +162,10 @@ pub struct EventRec {
     pub result: u32,
     /// `Api` id.
     pub api: u16,
-    pub _pad: [u16; 3],
+    pub _pad: u16,
+    /// The calling thread's Python stack (a PyStack record's id); 0 = none (since 1.2; zero
+    /// padding before).
+    pub py_stack_id: u32,
 }
 
 /// A user marker (`vramtrace_mark(label, value)`).
@@ -163,7 +176,7 @@ pub struct MarkerRec {
     pub value: i64,
     pub tid: u32,
     pub stack_id: u32,
-    // followed by one string: the label
+    // followed by one string: the label, then (since 1.2) a u32: the Python stack id, 0 = none
 }
 
 /// A GPU as the driver describes it, written once per device when the process first creates a
@@ -181,6 +194,101 @@ pub struct DeviceRec {
     pub uuid: [u8; 16],
     // followed by one string: the device name (`cuDeviceGetName`)
 }
+
+/// What the shim found out about the CPython interpreter of the process, written once per file for
+/// each status it reaches (a later status, such as a second interpreter appearing, is written
+/// when it happens).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct PyRuntimeRec {
+    pub t_ns: u64,
+    /// Address range of the interpreter's `_PyEval_EvalFrameDefault` (0, 0 when unknown): the
+    /// native frames the Python frames belong to.
+    pub eval_start: u64,
+    pub eval_end: u64,
+    /// `PY_VERSION_HEX` of the interpreter (0 when unknown).
+    pub hexversion: u32,
+    /// [`PyStatus`] code.
+    pub status: u32,
+    // followed by strings: the object holding the interpreter (path), a detail
+}
+
+/// Whether Python stacks are captured, and if not, why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum PyStatus {
+    /// Events carry the Python stack of the calling thread.
+    Capturing = 0,
+    /// A Python version whose layout this shim does not know (older than 3.10, or newer than the
+    /// `_Py_DebugOffsets` layouts it knows).
+    UnsupportedVersion = 1,
+    /// The interpreter's structures did not pass the shim's checks.
+    UnknownLayout = 2,
+    /// A free-threaded (no-GIL) build.
+    FreeThreaded = 3,
+    /// More than one interpreter in the process.
+    Subinterpreters = 4,
+}
+
+impl PyStatus {
+    pub fn from_u32(v: u32) -> Option<Self> {
+        Some(match v {
+            0 => Self::Capturing,
+            1 => Self::UnsupportedVersion,
+            2 => Self::UnknownLayout,
+            3 => Self::FreeThreaded,
+            4 => Self::Subinterpreters,
+            _ => return None,
+        })
+    }
+}
+
+/// A Python code object. Written once per file before the first stack that refers to it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct PyCodeRec {
+    /// Code id, > 0; Python frames refer to it. Ids are per file.
+    pub id: u32,
+    /// `PY_VERSION_HEX` of the interpreter: says how to read the line table.
+    pub py_version: u32,
+    /// `co_firstlineno`.
+    pub first_line: u32,
+    /// Bit 0: the line table was cut short (offsets past its end have no known line).
+    pub flags: u32,
+    // followed by strings: co_filename, co_name, co_qualname (empty before 3.11), co_linetable
+    // (raw bytes)
+}
+
+pub const PY_CODE_LINETABLE_CUT: u32 = 1;
+
+/// A deduplicated Python stack.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct PyStackRec {
+    /// Stack id, > 0; events and markers refer to it. Ids are per file.
+    pub id: u32,
+    pub depth: u16,
+    /// Bit 0: the thread had more Python frames than recorded.
+    pub flags: u16,
+    // followed by `depth` PyFrameRec, innermost first
+}
+
+pub const PY_STACK_TRUNCATED: u16 = 1;
+
+/// One Python frame of a PyStack record.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct PyFrameRec {
+    pub code_id: u32,
+    /// Bits 0–30: byte offset of the current instruction in the code (`PyCode_Addr2Line`'s
+    /// argument), or [`PY_NO_OFFSET`]. Bit 31 ([`PY_FRAME_ENTRY`]): this frame is the first one
+    /// of a C-level `_PyEval_EvalFrameDefault` invocation.
+    pub offset: u32,
+}
+
+/// The frame has not started executing: its line is the code's first line.
+pub const PY_NO_OFFSET: u32 = 0x7fff_ffff;
+pub const PY_FRAME_ENTRY: u32 = 1 << 31;
 
 /// Written when the process exits normally. Its absence means the process crashed or was killed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
@@ -225,9 +333,9 @@ pub const fn pad8(n: usize) -> usize {
 
 /// Encodes one record into `out[8..]` and returns its header word and total length; the caller
 /// stores the header word into `out[..8]` (atomically, when publishing into a shared mapping).
-/// `strings` are appended as u32 length + bytes; `raw` is appended verbatim before them.
+/// `strings` are appended as u32 length + bytes; `raw` is appended verbatim after them.
 /// Returns `None` if `out` is too small.
-pub fn encode<T: IntoBytes + Immutable>(
+pub fn encode<T: IntoBytes + Immutable + ?Sized>(
     kind: RecordKind,
     fixed: &T,
     raw: &[u8],
@@ -241,11 +349,11 @@ pub fn encode<T: IntoBytes + Immutable>(
         Some(())
     };
     put(fixed.as_bytes(), &mut n)?;
-    put(raw, &mut n)?;
     for s in strings {
         put(&(s.len() as u32).to_le_bytes(), &mut n)?;
         put(s, &mut n)?;
     }
+    put(raw, &mut n)?;
     let total = pad8(n);
     if total > MAX_RECORD_LEN {
         return None;
@@ -256,7 +364,7 @@ pub fn encode<T: IntoBytes + Immutable>(
 }
 
 /// Encodes a record with its header in place, for writers that publish with a plain write.
-pub fn encode_full<T: IntoBytes + Immutable>(
+pub fn encode_full<T: IntoBytes + Immutable + ?Sized>(
     kind: RecordKind,
     fixed: &T,
     raw: &[u8],

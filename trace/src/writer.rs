@@ -2,7 +2,7 @@
 //! crash-safe writer (shared memory map) built on the same `record::encode`.
 
 use crate::record::*;
-use crate::reader::{DeviceInfo, Info, Module};
+use crate::reader::{DeviceInfo, Info, Module, PyCode, PyRuntime, PyStack};
 use std::io::{self, Write};
 
 pub struct TraceWriter<W: Write> {
@@ -58,7 +58,34 @@ impl<W: Write> TraceWriter<W> {
     }
 
     pub fn marker(&mut self, t_ns: u64, tid: u32, label: &str, value: i64) -> io::Result<()> {
-        self.put(RecordKind::Marker, &MarkerRec { t_ns, value, tid, stack_id: 0 }, &[], &[label.as_bytes()])
+        self.marker_with_py_stack(t_ns, tid, label, value, 0)
+    }
+
+    /// A marker with the Python stack it was set from (`py_stack_id`, 0 = none).
+    pub fn marker_with_py_stack(&mut self, t_ns: u64, tid: u32, label: &str, value: i64, py_stack_id: u32) -> io::Result<()> {
+        let fixed = MarkerRec { t_ns, value, tid, stack_id: 0 };
+        self.put(RecordKind::Marker, &fixed, &py_stack_id.to_le_bytes(), &[label.as_bytes()])
+    }
+
+    pub fn py_runtime(&mut self, r: &PyRuntime) -> io::Result<()> {
+        let fixed = PyRuntimeRec { t_ns: r.t_ns, eval_start: r.eval_start, eval_end: r.eval_end, hexversion: r.hexversion, status: r.status };
+        self.put(RecordKind::PyRuntime, &fixed, &[], &[r.library.as_bytes(), r.detail.as_bytes()])
+    }
+
+    pub fn py_code(&mut self, c: &PyCode) -> io::Result<()> {
+        let flags = if c.linetable_cut { PY_CODE_LINETABLE_CUT } else { 0 };
+        let fixed = PyCodeRec { id: c.id, py_version: c.py_version, first_line: c.first_line, flags };
+        self.put(RecordKind::PyCode, &fixed, &[], &[c.filename.as_bytes(), c.name.as_bytes(), c.qualname.as_bytes(), &c.linetable])
+    }
+
+    pub fn py_stack(&mut self, s: &PyStack) -> io::Result<()> {
+        let frames: Vec<PyFrameRec> = s
+            .frames
+            .iter()
+            .map(|f| PyFrameRec { code_id: f.code_id, offset: f.offset.unwrap_or(PY_NO_OFFSET) | if f.entry { PY_FRAME_ENTRY } else { 0 } })
+            .collect();
+        let fixed = PyStackRec { id: s.id, depth: frames.len() as u16, flags: if s.truncated { PY_STACK_TRUNCATED } else { 0 } };
+        self.put(RecordKind::PyStack, &fixed, zerocopy::IntoBytes::as_bytes(frames.as_slice()), &[])
     }
 
     pub fn device(&mut self, d: &DeviceInfo) -> io::Result<()> {

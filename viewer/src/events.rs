@@ -117,7 +117,7 @@ mod tests {
         assert_eq!((v["api"].as_str(), v["ptr"].as_str(), v["size"].as_u64()), (Some("cuMemAlloc_v2"), Some("0x7f00"), Some(4096)));
         assert_eq!(v["stack"][1], "main");
         assert!(v.get("handle").is_none() && v.get("free").is_none(), "only the fields the call fills: {v}");
-        let m = Marker { t_ns: 2_000_000_000, value: 512, tid: 7, stack_id: 0, label: "tokens".into() };
+        let m = Marker { t_ns: 2_000_000_000, value: 512, tid: 7, stack_id: 0, label: "tokens".into(), py_stack_id: 0 };
         assert_eq!(marker_line(7, 0, &m, Format::Text), "    2.000000s pid 7 tid 7 marker \"tokens\" = 512");
         assert_eq!(marker_line(7, 0, &m, Format::Json), r#"{"api":"marker","label":"tokens","pid":7,"t_ns":2000000000,"tid":7,"value":512}"#);
         let s = SideMarker { t_ns: 3_000_000_000, label: "prompt_tokens".into(), value: 9 };

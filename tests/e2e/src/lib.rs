@@ -5,6 +5,8 @@
 //! Nothing here needs a GPU: the driver is `tests/fake-cuda`, or NVIDIA's driver library without a
 //! GPU where `tests/nvidia/fetch.sh` has fetched it ([`real_driver`]).
 
+pub mod python;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
@@ -12,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Once, OnceLock};
 use std::time::{Duration, Instant};
-use vramtrace_trace::{Api, EventRec, Info, Marker, Notes, Record, Tail};
+use vramtrace_trace::{Api, EventRec, Info, Marker, Notes, PyCode, PyRuntime, PyStack, Record, Tail};
 
 pub struct Env {
     pub profile_dir: PathBuf,
@@ -208,6 +210,9 @@ pub struct Trace {
     pub tail: Option<Tail>,
     /// The shim's Lost and Cut records.
     pub notes: Notes,
+    pub py_runtimes: Vec<PyRuntime>,
+    pub py_codes: BTreeMap<u32, PyCode>,
+    pub py_stacks: BTreeMap<u32, PyStack>,
 }
 
 impl Trace {
@@ -231,6 +236,15 @@ pub fn read_trace(path: &Path) -> Trace {
             Record::Module(m) => t.modules.push(m),
             Record::End(_) => t.ended = true,
             Record::Device(d) => t.gpus.push(d),
+            Record::PyRuntime(r) => t.py_runtimes.push(r),
+            Record::PyCode(c) => {
+                t.py_codes.insert(c.id, c);
+            }
+            Record::PyStack(s) => {
+                t.py_stacks.insert(s.id, s);
+            }
+            // Gathered in `notes`.
+            Record::Lost(_) | Record::Cut(_) => {}
         }
     }
     t
