@@ -16,6 +16,7 @@ pub mod diff;
 pub mod growth;
 pub mod load;
 mod model;
+pub mod pyframes;
 pub mod pyline;
 pub mod report;
 mod report_io;

@@ -210,6 +210,16 @@ impl Loaded {
         addrs.iter().map(|&a| self.symbols.frame(file, a).cloned().unwrap_or_else(|| Frame::unresolved(a, &tf.modules))).collect()
     }
 
+    /// The frames of an event (or marker): its native stack with its Python stack placed in
+    /// it (`crate::pyframes`), innermost first.
+    pub fn event_frames(&self, file: usize, stack_id: u32, py_stack_id: u32) -> Vec<Frame> {
+        let native = self.frames(file, stack_id);
+        match self.traces.get(file) {
+            Some(tf) if py_stack_id != 0 => crate::pyframes::place(tf, native, py_stack_id),
+            _ => native,
+        }
+    }
+
     /// Whether a driver call on a GPU failed with out-of-memory at a time in `t0..=t1`, in any
     /// of the traces (how a load generator tells an out-of-memory failure from other errors).
     pub fn device_oom_between(&self, t0: u64, t1: u64) -> bool {

@@ -15,6 +15,9 @@ pub struct Categories {
     pub weights: u64,
     pub kv_cache: u64,
     pub compute: u64,
+    /// Added with the category; a report written before it reads as 0.
+    #[serde(default)]
+    pub cuda_graphs: u64,
     pub scratch_pool: u64,
     pub workspace: u64,
     pub framework_cache: u64,
@@ -25,31 +28,38 @@ pub struct Categories {
 
 impl Categories {
     pub fn from_array(a: &[u64; Category::COUNT]) -> Categories {
+        let v = |c: Category| a[c.index()];
         Categories {
-            weights: a[0],
-            kv_cache: a[1],
-            compute: a[2],
-            scratch_pool: a[3],
-            workspace: a[4],
-            framework_cache: a[5],
-            host_pinned: a[6],
-            runtime: a[7],
-            unknown: a[8],
+            weights: v(Category::Weights),
+            kv_cache: v(Category::KvCache),
+            compute: v(Category::Compute),
+            cuda_graphs: v(Category::CudaGraphs),
+            scratch_pool: v(Category::ScratchPool),
+            workspace: v(Category::Workspace),
+            framework_cache: v(Category::FrameworkCache),
+            host_pinned: v(Category::HostPinned),
+            runtime: v(Category::Runtime),
+            unknown: v(Category::Unknown),
         }
     }
 
     pub fn to_array(&self) -> [u64; Category::COUNT] {
-        [
-            self.weights,
-            self.kv_cache,
-            self.compute,
-            self.scratch_pool,
-            self.workspace,
-            self.framework_cache,
-            self.host_pinned,
-            self.runtime,
-            self.unknown,
-        ]
+        let mut a = [0; Category::COUNT];
+        for c in Category::ALL {
+            a[c.index()] = match c {
+                Category::Weights => self.weights,
+                Category::KvCache => self.kv_cache,
+                Category::Compute => self.compute,
+                Category::CudaGraphs => self.cuda_graphs,
+                Category::ScratchPool => self.scratch_pool,
+                Category::Workspace => self.workspace,
+                Category::FrameworkCache => self.framework_cache,
+                Category::HostPinned => self.host_pinned,
+                Category::Runtime => self.runtime,
+                Category::Unknown => self.unknown,
+            };
+        }
+        a
     }
 
     pub fn get(&self, c: Category) -> u64 {

@@ -55,6 +55,27 @@ pub struct Frame {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub module_offset: Option<u64>,
     pub source: NameSource,
+    /// A Python frame (`function` its qualified name, `file` and `line` its source) rather than
+    /// a native one.
+    #[serde(skip_serializing_if = "FrameKind::is_native", default)]
+    pub kind: FrameKind,
+}
+
+/// What kind of code a frame runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum FrameKind {
+    #[default]
+    Native,
+    /// Python code. `qualified`: `function` is `co_qualname` (3.11+); without it (3.10) it is
+    /// the bare `co_name`, and rules naming `Class.method` match by the last component.
+    Python { qualified: bool },
+}
+
+impl FrameKind {
+    pub fn is_native(&self) -> bool {
+        *self == FrameKind::Native
+    }
 }
 
 impl Frame {
@@ -94,8 +115,17 @@ impl Frame {
 }
 
 impl fmt::Display for Frame {
-    /// `func (file:line) [module+0xoff]`, leaving out what is unknown.
+    /// Native: `func (file:line) [module+0xoff]`, leaving out what is unknown. Python:
+    /// `path/file.py:LINE in Qualified.name`, as Python's own tracebacks name a frame.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let FrameKind::Python { .. } = self.kind {
+            let file = self.file.as_deref().unwrap_or("?");
+            let func = self.function.as_deref().unwrap_or("?");
+            return match self.line {
+                Some(l) => write!(f, "{file}:{l} in {func}"),
+                None => write!(f, "{file} in {func}"),
+            };
+        }
         let mut wrote = false;
         if let Some(inner) = self.inlined.first() {
             write!(f, "{inner}")?;

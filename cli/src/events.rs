@@ -19,7 +19,7 @@ pub fn events(paths: &[PathBuf], json: bool, symbols: bool) -> Result<ExitCode, 
         let line = match item {
             StreamItem::Event { file, event } => {
                 let info = &loaded.traces[file].info;
-                let stack: Vec<String> = loaded.frames(file, event.stack_id).iter().map(ToString::to_string).collect();
+                let stack: Vec<String> = loaded.event_frames(file, event.stack_id, event.py_stack_id).iter().map(ToString::to_string).collect();
                 event_line(info.pid, info.mono_ns, &event, &stack, format)
             }
             StreamItem::Marker { file, marker } => {

@@ -8,10 +8,11 @@ use vramtrace_analyzer::Category;
 /// Device-memory categories in stacking order (bottom to top of the timeline). `host_pinned` is
 /// host memory and never part of a VRAM chart. `runtime` sits on top: it is the estimate
 /// "driver-reported used − traced", so it is the part that moves at each driver reading.
-pub const VRAM_CATEGORIES: [Category; 8] = [
+pub const VRAM_CATEGORIES: [Category; 9] = [
     Category::Weights,
     Category::KvCache,
     Category::Compute,
+    Category::CudaGraphs,
     Category::ScratchPool,
     Category::Workspace,
     Category::FrameworkCache,
@@ -26,6 +27,7 @@ pub fn category_color(cat: Category) -> RGBColor {
         Category::Weights => RGBColor(0x4E, 0x79, 0xA7),
         Category::KvCache => RGBColor(0xF2, 0x8E, 0x2B),
         Category::Compute => RGBColor(0x59, 0xA1, 0x4F),
+        Category::CudaGraphs => RGBColor(0xE1, 0x57, 0x59),
         Category::ScratchPool => RGBColor(0xB0, 0x7A, 0xA1),
         Category::Workspace => RGBColor(0xED, 0xC9, 0x48),
         Category::FrameworkCache => RGBColor(0x76, 0xB7, 0xB2),

@@ -107,6 +107,18 @@ pub fn frame_function(frame: &str) -> &str {
     frame[..end].trim()
 }
 
+/// A displayed frame for a narrow column: a Python frame's path (`/srv/app/vllm/v1/worker/
+/// gpu_model_runner.py:84 in GPUModelRunner._dummy_run`) keeps its last three components, so
+/// the function stays visible; a native frame is left as it is.
+pub fn short_frame(frame: &str) -> String {
+    let Some((path, rest)) = frame.split_once(".py:").filter(|(_, rest)| rest.contains(" in ")) else { return frame.to_string() };
+    let parts: Vec<&str> = path.split('/').collect();
+    if parts.len() <= 3 {
+        return frame.to_string();
+    }
+    format!("…/{}.py:{rest}", parts[parts.len() - 3..].join("/"))
+}
+
 /// A short description of a call site: the frame the rule matched when there is one (that is
 /// the frame that explains the category), else the innermost frame, else the site key.
 pub fn site_label(r: &Report, site: usize, rule: &str) -> String {
@@ -158,4 +170,15 @@ pub fn font_has(c: char) -> bool {
 /// Replaces characters the embedded font lacks with `?`, and control characters with spaces.
 pub fn font_safe(s: &str) -> String {
     s.chars().map(|c| if c.is_control() { ' ' } else if font_has(c) { c } else { '?' }).collect()
+}
+
+#[cfg(test)]
+mod short_frame_tests {
+    #[test]
+    fn python_paths_are_shortened_native_frames_kept() {
+        let py = "/srv/app/site-packages/vllm/v1/worker/gpu_model_runner.py:84 in GPUModelRunner._dummy_run";
+        assert_eq!(super::short_frame(py), "…/v1/worker/gpu_model_runner.py:84 in GPUModelRunner._dummy_run");
+        let native = "ggml_cuda_pool_vmm::alloc (ggml-cuda.cu:100) [libggml-cuda.so+0x1234]";
+        assert_eq!(super::short_frame(native), native);
+    }
 }

@@ -1,7 +1,9 @@
-//! The built-in rule table: the functions and libraries through which llama.cpp (and the
-//! runners that share its anatomy), vendor libraries, PyTorch and XLA allocate device memory.
-//! Names were read from those projects' sources; see docs/architecture.md for how to add one.
+//! The built-in rule table: the native functions and libraries through which llama.cpp (and the
+//! runners that share its anatomy), vendor libraries, PyTorch and XLA allocate device memory,
+//! then the Python frameworks' functions (`python.rs`). Names were read from those projects'
+//! sources; see docs/architecture.md for how to add one.
 
+use super::rules::{FrameFilter, Tier};
 use super::{Category, Pattern, Rule, Rules};
 
 impl Rules {
@@ -12,11 +14,15 @@ impl Rules {
             name: format!("builtin:{name}"),
             pattern: pattern.map(Pattern::new),
             module: module.map(Pattern::new),
+            file: None,
             within: within.map(Pattern::new),
+            frames: FrameFilter::Native,
+            tier: Tier::Site,
             category,
         };
         let f = |name: &str, pattern: &str, category| r(name, Some(pattern), None, None, category);
-        let rules = vec![
+        let generic = |rule: Rule| Rule { tier: Tier::Generic, ..rule };
+        let mut rules = vec![
             // ggml scratch pools first: they are the innermost distinguishing frame of any
             // allocation made while computing, whatever called the compute.
             f("ggml.cuda_pool_vmm", "ggml_cuda_pool_vmm", ScratchPool),
@@ -47,14 +53,16 @@ impl Rules {
             f("nccl.symbol", "nccl", Workspace),
             r("nccl.module", None, Some("libnccl"), None, Workspace),
             r("cufft.module", None, Some("libcufft"), None, Workspace),
-            // PyTorch's caching allocator (native, expandable segments, cudaMallocAsync backend).
-            f("torch.caching_allocator", "CUDACachingAllocator", FrameworkCache),
-            f("torch.cuda_malloc_async", "CudaMallocAsync", FrameworkCache),
-            r("torch.c10_cuda", None, Some("libc10_cuda"), None, FrameworkCache),
-            // JAX / XLA: the BFC allocator over its own device memory.
-            f("xla.bfc_allocator", "tsl::BFCAllocator", FrameworkCache),
-            f("xla.device_mem_allocator", "DeviceMemAllocator", FrameworkCache),
+            // PyTorch's caching allocator (native, expandable segments, cudaMallocAsync backend)
+            // and XLA's BFC allocator only say "some framework's cache": a Python frame that
+            // decides (python.rs) wins over them anywhere on the stack.
+            generic(f("torch.caching_allocator", "CUDACachingAllocator", FrameworkCache)),
+            generic(f("torch.cuda_malloc_async", "CudaMallocAsync", FrameworkCache)),
+            generic(r("torch.c10_cuda", None, Some("libc10_cuda"), None, FrameworkCache)),
+            generic(f("xla.bfc_allocator", "tsl::BFCAllocator", FrameworkCache)),
+            generic(f("xla.device_mem_allocator", "DeviceMemAllocator", FrameworkCache)),
         ];
+        rules.extend(super::python::rules());
         Rules { rules }
     }
 }

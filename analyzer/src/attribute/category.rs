@@ -10,6 +10,9 @@ pub enum Category {
     Weights,
     KvCache,
     Compute,
+    /// CUDA graphs: memory allocated while a graph is captured (its private pool, the warmup
+    /// and captured forwards), which a framework reports on a line of its own.
+    CudaGraphs,
     ScratchPool,
     Workspace,
     FrameworkCache,
@@ -20,10 +23,11 @@ pub enum Category {
 }
 
 impl Category {
-    pub const ALL: [Category; 9] = [
+    pub const ALL: [Category; 10] = [
         Category::Weights,
         Category::KvCache,
         Category::Compute,
+        Category::CudaGraphs,
         Category::ScratchPool,
         Category::Workspace,
         Category::FrameworkCache,
@@ -31,13 +35,14 @@ impl Category {
         Category::Runtime,
         Category::Unknown,
     ];
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 10;
 
     pub fn name(self) -> &'static str {
         match self {
             Category::Weights => "weights",
             Category::KvCache => "kv_cache",
             Category::Compute => "compute",
+            Category::CudaGraphs => "cuda_graphs",
             Category::ScratchPool => "scratch_pool",
             Category::Workspace => "workspace",
             Category::FrameworkCache => "framework_cache",

@@ -1,11 +1,14 @@
 //! Attribution: which category every traced byte belongs to, and the rule that decided it.
 //!
 //! Two stages, tried in order for every allocation:
-//! 1. The call stack ([`Attributor`]): rules look at the symbolized frames of the allocating
-//!    call. Frames are tried from the innermost outward and, for each frame, rules in order; the
-//!    first hit decides. User rules (TOML, [`Rules::from_toml_str`]) are tried over the whole
-//!    stack before any built-in ([`Rules::builtin`]), so a user can override a built-in even
-//!    when the built-in would match a frame nearer the allocation.
+//! 1. The call stack ([`Attributor`]): rules look at the frames of the allocating call — native
+//!    frames symbolized, Python frames placed among them (`crate::pyframes`). Within a list of
+//!    rules, frames are tried from the innermost outward and, for each frame, rules in order;
+//!    the first hit decides. Lists are tried in turn, each over the whole stack: user rules (TOML,
+//!    [`Rules::from_toml_str`]), so a user can override any built-in; the built-in *scope* rules
+//!    (a CUDA-graph capture owns everything inside it); the built-in *site* rules (a library's
+//!    own memory, a framework's weights, KV cache, compute: the innermost decides); and last the
+//!    *generic* rules that only say "some framework's cache" ([`Tier`]).
 //! 2. Fallbacks (`fallback`), for allocations the stack left undecided (stripped binaries,
 //!    generic framework caches): phase markers, vLLM's KV window, runner log lines and ggml
 //!    size fingerprints, each with the state it keeps over the replay.
@@ -16,10 +19,11 @@ mod builtin;
 mod category;
 pub(crate) mod fallback;
 pub mod logs;
+mod python;
 mod rules;
 
 pub use category::Category;
-pub use rules::{Pattern, Rule, Rules};
+pub use rules::{FrameFilter, Pattern, Rule, Rules, Tier};
 
 use crate::symbolize::Frame;
 use serde::{Deserialize, Serialize};
@@ -64,11 +68,12 @@ impl Attributor {
 
     /// Decides the category of an allocation from its stack (innermost first).
     pub fn decide(&self, frames: &[Frame]) -> Decision {
-        for (rules, source) in [(&self.user, RuleSource::User), (&self.builtin, RuleSource::Builtin)] {
-            if let Some((ri, fi)) = rules.find(frames) {
-                let r = &rules.rules[ri];
-                return Decision { category: r.category, rule: r.name.clone(), source, frame: Some(frames[fi].to_string()) };
-            }
+        let found = self.user.find(frames).map(|m| (&self.user, m, RuleSource::User)).or_else(|| {
+            [Tier::Scope, Tier::Site, Tier::Generic].into_iter().find_map(|t| self.builtin.find_tier(frames, t).map(|m| (&self.builtin, m, RuleSource::Builtin)))
+        });
+        if let Some((rules, (ri, fi), source)) = found {
+            let r = &rules.rules[ri];
+            return Decision { category: r.category, rule: r.name.clone(), source, frame: Some(frames[fi].to_string()) };
         }
         let rule = if frames.is_empty() { "default:no_stack" } else { "default:no_match" };
         Decision { category: Category::Unknown, rule: rule.into(), source: RuleSource::Default, frame: None }
@@ -105,12 +110,58 @@ mod tests {
         assert_eq!(a.decide(&[fr("ggml_backend_alloc_ctx_tensors_from_buft")]).category, Category::Unknown);
     }
 
+    fn c10() -> Frame {
+        fr("c10::cuda::CUDACachingAllocator::Native::DeviceCachingAllocator::malloc(unsigned long, CUstream_st*)")
+    }
+    fn pyf(qual: &str, file: &str, qualified: bool) -> Frame {
+        let function = if qualified { qual.to_string() } else { qual.rsplit('.').next().unwrap().to_string() };
+        Frame { function: Some(function), file: Some(file.into()), line: Some(1), kind: crate::symbolize::FrameKind::Python { qualified }, ..Frame::default() }
+    }
+    const RUNNER: &str = "/srv/venv/lib/python3.12/site-packages/vllm/v1/worker/gpu_model_runner.py";
+
+    #[test]
+    fn a_python_frame_that_decides_wins_over_the_framework_cache() {
+        let a = Attributor::new(None);
+        let d = a.decide(&[c10(), pyf("GPUModelRunner.load_model", RUNNER, true)]);
+        assert_eq!((d.category, d.rule.as_str()), (Category::Weights, "builtin:vllm.load_model"));
+        // No Python frame decides: the caching allocator's generic answer.
+        let d = a.decide(&[c10(), pyf("main", "/home/me/train.py", true)]);
+        assert_eq!((d.category, d.rule.as_str()), (Category::FrameworkCache, "builtin:torch.caching_allocator"));
+    }
+
+    #[test]
+    fn a_graph_capture_owns_the_forwards_run_inside_it() {
+        let a = Attributor::new(None);
+        let stack = [c10(), pyf("GPUModelRunner._dummy_run", RUNNER, true), pyf("GPUModelRunner.capture_model", RUNNER, true)];
+        assert_eq!(a.decide(&stack).category, Category::CudaGraphs);
+        assert_eq!(a.decide(&stack[..2]).category, Category::Compute, "without the capture, the dummy run is compute");
+    }
+
+    #[test]
+    fn python_3_10_names_match_only_in_the_rule_file() {
+        let a = Attributor::new(None);
+        assert_eq!(a.decide(&[c10(), pyf("GPUModelRunner.load_model", RUNNER, false)]).category, Category::Weights);
+        let elsewhere = pyf("Other.load_model", "/home/me/app.py", false);
+        assert_eq!(a.decide(&[c10(), elsewhere]).category, Category::FrameworkCache);
+        // Built-in Python rules name whole functions: a longer name is another function.
+        assert_eq!(a.decide(&[c10(), pyf("GPUModelRunner.load_model_twice", RUNNER, true)]).category, Category::FrameworkCache);
+    }
+
+    #[test]
+    fn user_rules_match_python_frames_by_name_and_file() {
+        let user = Rules::from_toml_str("[[rule]]\npattern = \"Trainer.build\"\nfile = \"*/proj/train.py\"\ncategory = \"kv_cache\"\n").unwrap();
+        let a = Attributor::new(Some(&user));
+        let d = a.decide(&[c10(), pyf("Trainer.build", "/home/me/proj/train.py", true), pyf("GPUModelRunner.capture_model", RUNNER, true)]);
+        assert_eq!((d.category, d.rule.as_str()), (Category::KvCache, "user:Trainer.build"), "user rules come before every built-in");
+        assert_eq!(a.decide(&[c10(), pyf("Trainer.build", "/home/me/other/train.py", true)]).category, Category::FrameworkCache);
+    }
+
     #[test]
     fn rules_file_errors_are_one_line() {
         let e = Rules::from_toml_str("[[rule]]\npattern = \"x\"\ncategory = \"bogus\"\n").unwrap_err().to_string();
         assert!(e.contains("unknown category") && !e.contains('\n'), "{e}");
         let e = Rules::from_toml_str("[[rule]]\ncategory = \"weights\"\n").unwrap_err().to_string();
-        assert!(e.contains("needs `pattern` or `module`"), "{e}");
+        assert!(e.contains("needs `pattern`, `module` or `file`"), "{e}");
         let e = Rules::from_toml_str("[[rule]]\npatern = \"x\"\ncategory = \"weights\"\n").unwrap_err().to_string();
         assert!(!e.contains('\n'), "{e}");
     }

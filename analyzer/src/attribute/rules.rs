@@ -1,7 +1,7 @@
 //! Rules on call stacks: patterns, rules, ordered rule lists and the TOML rules file.
 
 use super::Category;
-use crate::symbolize::Frame;
+use crate::symbolize::{Frame, FrameKind};
 use crate::Error;
 use serde::Deserialize;
 
@@ -24,6 +24,15 @@ impl Pattern {
             glob(self.0.as_bytes(), text.as_bytes())
         } else {
             text.contains(self.0.as_str())
+        }
+    }
+
+    /// Like [`Pattern::matches`], but a plain pattern must equal the whole text.
+    pub fn matches_whole(&self, text: &str) -> bool {
+        if self.0.contains(['*', '?']) {
+            glob(self.0.as_bytes(), text.as_bytes())
+        } else {
+            text == self.0
         }
     }
 }
@@ -53,34 +62,89 @@ fn glob(p: &[u8], t: &[u8]) -> bool {
     pi == p.len()
 }
 
+/// Which frames a rule looks at.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FrameFilter {
+    #[default]
+    Any,
+    Native,
+    Python,
+}
+
+/// When a built-in rule is tried (user rules come before all of them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Tier {
+    /// Dominant over the whole stack: anything allocated while such a frame is on the stack is
+    /// its category (a CUDA-graph capture owns its warmup and captured forwards).
+    Scope,
+    /// The innermost matching frame decides: a library's own memory, a framework's weights,
+    /// KV cache or compute.
+    #[default]
+    Site,
+    /// "Some framework's cache" (PyTorch's caching allocator, XLA's BFC): the answer only when
+    /// no site rule decides anywhere on the stack.
+    Generic,
+}
+
 /// One attribution rule.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rule {
     /// Shown in the report beside every byte the rule decided (`builtin:…` or `user:…`).
     pub name: String,
-    /// Pattern on a frame's function names (demangled, inlined, and the raw symbol).
+    /// Pattern on a frame's function names (demangled, inlined, and the raw symbol; for a Python
+    /// frame its qualified name and its name).
     pub pattern: Option<Pattern>,
     /// Pattern on the frame's module path.
     pub module: Option<Pattern>,
+    /// Pattern on the frame's source file (a Python frame's `.py` path, a native frame's DWARF
+    /// file).
+    pub file: Option<Pattern>,
     /// When set, some frame *outward* of the matching one must match this function pattern
     /// (e.g. a generic tensor allocator counts as weights only when called under load_tensors).
     pub within: Option<Pattern>,
+    pub frames: FrameFilter,
+    pub tier: Tier,
     pub category: Category,
 }
 
 impl Rule {
     fn frame_matches(&self, f: &Frame) -> bool {
-        if self.pattern.is_none() && self.module.is_none() {
+        if self.pattern.is_none() && self.module.is_none() && self.file.is_none() {
             return false;
         }
+        let python = match f.kind {
+            FrameKind::Native => None,
+            FrameKind::Python { qualified } => Some(qualified),
+        };
+        match (self.frames, python) {
+            (FrameFilter::Native, Some(_)) | (FrameFilter::Python, None) => return false,
+            _ => {}
+        }
         if let Some(p) = &self.pattern {
-            if !f.names().any(|n| p.matches(n)) {
+            let named = match python {
+                // Python 3.10 records no qualified name: `Class.method` is matched by `method`,
+                // and only together with the rule's file (`__init__` alone is everywhere).
+                Some(false) if p.as_str().contains('.') => {
+                    self.file.is_some() && f.names().any(|n| Pattern::new(p.as_str().rsplit('.').next().unwrap_or("")).matches_whole(n))
+                }
+                // Built-in Python rules name whole functions (`Module.to` must not take
+                // `Module.to_empty`'s frames by substring); other rules match substrings.
+                _ if self.frames == FrameFilter::Python => f.names().any(|n| p.matches_whole(n)),
+                _ => f.names().any(|n| p.matches(n)),
+            };
+            if !named {
                 return false;
             }
         }
         if let Some(m) = &self.module {
             match &f.module {
                 Some(path) if m.matches(path) => {}
+                _ => return false,
+            }
+        }
+        if let Some(file) = &self.file {
+            match &f.file {
+                Some(path) if file.matches(path) => {}
                 _ => return false,
             }
         }
@@ -115,6 +179,7 @@ struct RuleToml {
     name: Option<String>,
     pattern: Option<String>,
     module: Option<String>,
+    file: Option<String>,
     within: Option<String>,
     category: String,
 }
@@ -130,15 +195,20 @@ impl Rules {
                 let names: Vec<&str> = Category::ALL.iter().map(|c| c.name()).collect();
                 Error::Rules(format!("rule {n}: unknown category {:?} (expected one of {})", r.category, names.join(", ")))
             })?;
-            if r.pattern.as_deref().is_none_or(str::is_empty) && r.module.as_deref().is_none_or(str::is_empty) {
-                return Err(Error::Rules(format!("rule {n}: needs `pattern` or `module`")));
+            let given = |o: &Option<String>| o.as_deref().is_some_and(|s| !s.is_empty());
+            if !given(&r.pattern) && !given(&r.module) && !given(&r.file) {
+                return Err(Error::Rules(format!("rule {n}: needs `pattern`, `module` or `file`")));
             }
-            let name = format!("user:{}", r.name.unwrap_or_else(|| r.pattern.clone().or(r.module.clone()).unwrap_or_default()));
+            let name = format!("user:{}", r.name.unwrap_or_else(|| r.pattern.clone().or(r.module.clone()).or(r.file.clone()).unwrap_or_default()));
+            let pat = |o: Option<String>| o.filter(|s| !s.is_empty()).map(|s| Pattern::new(&s));
             rules.push(Rule {
                 name,
-                pattern: r.pattern.filter(|s| !s.is_empty()).map(|s| Pattern::new(&s)),
-                module: r.module.filter(|s| !s.is_empty()).map(|s| Pattern::new(&s)),
-                within: r.within.filter(|s| !s.is_empty()).map(|s| Pattern::new(&s)),
+                pattern: pat(r.pattern),
+                module: pat(r.module),
+                file: pat(r.file),
+                within: pat(r.within),
+                frames: FrameFilter::Any,
+                tier: Tier::Site,
                 category,
             });
         }
@@ -156,9 +226,18 @@ impl Rules {
 
     /// The first match over `frames` (innermost first): (rule index, frame index).
     pub fn find(&self, frames: &[Frame]) -> Option<(usize, usize)> {
+        self.find_in(frames, |_| true)
+    }
+
+    /// [`Rules::find`] among the rules of one tier.
+    pub fn find_tier(&self, frames: &[Frame], tier: Tier) -> Option<(usize, usize)> {
+        self.find_in(frames, |r| r.tier == tier)
+    }
+
+    fn find_in(&self, frames: &[Frame], keep: impl Fn(&Rule) -> bool) -> Option<(usize, usize)> {
         for i in 0..frames.len() {
             for (ri, r) in self.rules.iter().enumerate() {
-                if r.matches_at(frames, i) {
+                if keep(r) && r.matches_at(frames, i) {
                     return Some((ri, i));
                 }
             }

@@ -50,7 +50,7 @@ impl Engine<'_> {
         }
         let host = matches!(kind, ApiKind::HostAlloc | ApiKind::HostRegister);
         let dev = if host { HOST } else { e.device };
-        let sa = self.stacks.get(fi, e.stack_id);
+        let sa = self.stack_attr(fi, e);
         let (origin, cat) = if host {
             let o = self.intern.origin(sa.site, "builtin:pinned_host_api", RuleSource::Builtin, Category::HostPinned, Some(api.name().into()));
             (o, Category::HostPinned)

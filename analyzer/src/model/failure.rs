@@ -40,7 +40,7 @@ impl Engine<'_> {
         let t = self.now;
         let host = matches!(kind, ApiKind::HostAlloc | ApiKind::HostRegister);
         let dev = if host { HOST } else { e.device };
-        let sa = self.stacks.get(fi, e.stack_id);
+        let sa = self.stack_attr(fi, e);
         let (cat_try, rule) = {
             let o = &self.intern.origins[sa.origin as usize];
             (o.category, o.rule.clone())

@@ -85,9 +85,12 @@ pub(super) struct StackAttr {
     pub category: Category,
 }
 
-/// The stack decision of every stack id of every trace.
+/// The stack decision of every (native stack, Python stack) pair of every trace. Native-only
+/// stacks are decided up front, in stack-id order (so site numbers follow the trace); pairs with
+/// a Python stack are decided when an event first has them.
 pub(super) struct StackTable {
-    files: Vec<FastMap<u32, StackAttr>>,
+    att: Attributor,
+    files: Vec<FastMap<(u32, u32), StackAttr>>,
     /// Events without a stack (or whose stack is only the shim's own frames).
     pub none: StackAttr,
 }
@@ -98,40 +101,54 @@ impl StackTable {
         let site = intern.site("(no stack)".into(), Vec::new);
         let origin = intern.origin(site, "default:no_stack", RuleSource::Default, Category::Unknown, None);
         let none = StackAttr { site, origin, category: Category::Unknown };
-        let mut files = Vec::with_capacity(loaded.traces.len());
+        let mut t = StackTable { att, files: vec![FastMap::default(); loaded.traces.len()], none };
         for (fi, tf) in loaded.traces.iter().enumerate() {
-            let mut map = FastMap::default();
-            let mut ids: Vec<&u32> = tf.stacks.keys().collect();
-            ids.sort();
-            for &id in ids {
-                let mut frames = loaded.frames(fi, id);
-                // The shim's own frames say nothing about the caller.
-                let own = frames.iter().take_while(|f| f.module.as_deref().is_some_and(|m| m.contains("libvramtrace"))).count();
-                frames.drain(..own);
-                if frames.is_empty() {
-                    map.insert(id, none);
-                    continue;
-                }
-                let d = att.decide(&frames);
-                let key = frames.iter().map(Frame::key).collect::<Vec<_>>().join(" <- ");
-                let site = intern.site(key, || frames.iter().take(24).map(|f| f.to_string()).collect());
-                let origin = intern.origin(site, &d.rule, d.source, d.category, d.frame);
-                map.insert(id, StackAttr { site, origin, category: d.category });
+            let mut ids: Vec<u32> = tf.stacks.keys().copied().collect();
+            ids.sort_unstable();
+            for id in ids {
+                t.get(loaded, intern, fi, id, 0);
             }
-            files.push(map);
         }
-        StackTable { files, none }
+        t
     }
 
-    pub fn get(&self, fi: usize, stack_id: u32) -> StackAttr {
-        if stack_id == 0 {
+    /// The decision for an event's stacks, made on first use.
+    pub fn get(&mut self, loaded: &Loaded, intern: &mut Interner, fi: usize, stack_id: u32, py_stack_id: u32) -> StackAttr {
+        if stack_id == 0 && py_stack_id == 0 {
             return self.none;
         }
-        self.files[fi].get(&stack_id).copied().unwrap_or(self.none)
+        if let Some(&sa) = self.files.get(fi).and_then(|m| m.get(&(stack_id, py_stack_id))) {
+            return sa;
+        }
+        let mut frames = loaded.event_frames(fi, stack_id, py_stack_id);
+        // The shim's own frames say nothing about the caller.
+        let own = frames.iter().take_while(|f| f.module.as_deref().is_some_and(|m| m.contains("libvramtrace"))).count();
+        frames.drain(..own);
+        let sa = if frames.is_empty() {
+            self.none
+        } else {
+            let d = self.att.decide(&frames);
+            let key = frames.iter().map(Frame::key).collect::<Vec<_>>().join(" <- ");
+            let site = intern.site(key, || frames.iter().take(SITE_FRAMES).map(|f| f.to_string()).collect());
+            let origin = intern.origin(site, &d.rule, d.source, d.category, d.frame);
+            StackAttr { site, origin, category: d.category }
+        };
+        if let Some(m) = self.files.get_mut(fi) {
+            m.insert((stack_id, py_stack_id), sa);
+        }
+        sa
     }
 }
 
+/// Frames kept per site for display: enough for a native stack with its Python frames placed.
+const SITE_FRAMES: usize = 48;
+
 impl Engine<'_> {
+    /// What the stacks of event `e` of trace `fi` decided.
+    pub(super) fn stack_attr(&mut self, fi: usize, e: &EventRec) -> StackAttr {
+        self.stacks.get(self.loaded, &mut self.intern, fi, e.stack_id, e.py_stack_id)
+    }
+
     /// The origin and category of a device allocation: what its stack decided, unless a
     /// fallback (`crate::attribute::fallback`) decides for an allocation the stack left open.
     pub(super) fn attribute(&mut self, fi: usize, e: &EventRec, kind: ApiKind, sa: StackAttr, dev: i32) -> (u32, Category) {

@@ -149,7 +149,7 @@ impl Engine<'_> {
                 self.change(fi, h.dev, h.cat, h.origin, -(h.size as i64));
             }
         }
-        let sa = self.stacks.get(fi, e.stack_id);
+        let sa = self.stack_attr(fi, e);
         let (origin, cat) = self.attribute(fi, e, ApiKind::Create, sa, e.device);
         self.intern.count_alloc(origin, e.size);
         self.procs[fi].handles.insert(e.handle, Handle { size: e.size, dev: e.device, origin, cat, maps: 0, released: false });
@@ -195,7 +195,7 @@ impl Engine<'_> {
         }
         if !self.procs[fi].handles.contains_key(&e.handle) {
             self.anomaly("map_unknown_handle", pid, Some(e), e.t_ns, "handle created before the trace started; its size is taken from the mapping".into());
-            let sa = self.stacks.get(fi, e.stack_id);
+            let sa = self.stack_attr(fi, e);
             let o = self.intern.origin(sa.site, "default:handle_created_before_trace", RuleSource::Default, Category::Unknown, None);
             self.procs[fi].handles.insert(e.handle, Handle { size, dev: e.device, origin: o, cat: Category::Unknown, maps: 0, released: false });
             self.change(fi, e.device, Category::Unknown, o, size as i64);
