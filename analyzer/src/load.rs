@@ -373,6 +373,9 @@ impl TraceFile {
 fn places_device_memory(e: &EventRec) -> bool {
     use vramtrace_trace::{Api, ApiKind};
     let Some(kind) = Api::from_id(e.api).map(Api::kind) else { return false };
+    if !vramtrace_trace::record::valid_device(e.device) {
+        return false;
+    }
     let host = matches!(kind, ApiKind::HostAlloc | ApiKind::HostRegister | ApiKind::HostFree);
     !host
         && (e.total > 0
@@ -436,7 +439,8 @@ impl ScanState {
                 self.end_ns = Some(e.t_ns);
                 self.last_ns = self.last_ns.max(e.t_ns);
             }
-            Record::Device(d) => self.gpus.push(d),
+            Record::Device(d) if vramtrace_trace::record::valid_device(d.ordinal) => self.gpus.push(d),
+            Record::Device(_) => {}
             Record::PyRuntime(r) => self.python.runtimes.push(r),
             Record::PyCode(c) => {
                 self.python.codes.insert(c.id, c);

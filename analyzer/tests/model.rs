@@ -891,3 +891,36 @@ fn random_events_never_panic() {
     assert_eq!(r.processes.len(), 4);
     serde_json::to_string(&r).unwrap();
 }
+
+#[test]
+fn device_ordinals_outside_any_gpu_are_anomalies_not_devices() {
+    let dir = TempDir::new("devices");
+    let mut t = Tr::new(700);
+    t.alloc_dev(0x10_0000_0000, 4 * MIB, 0, 0);
+    // What corruption looks like: the all-GPUs key, a negative ordinal, many distinct ones.
+    t.alloc_dev(0x11_0000_0000, 64 * MIB, 0x7fff_ffff, 0);
+    t.alloc_dev(0x12_0000_0000, 64 * MIB, -2, 0);
+    for d in 0..20_000 {
+        t.alloc_dev(0x2000_0000_0000 + d as u64 * 0x1000, 4096, 1000 + d, 0);
+    }
+    t.end();
+    let r = analyze(&load_traces(&[t.write(dir.path())]).unwrap(), &Options::default());
+    assert_eq!(r.devices.iter().map(|d| d.device).collect::<Vec<_>>(), [0], "only the real GPU");
+    assert_eq!(anomaly_count(&r, "implausible_device"), 20_002);
+    assert_eq!(r.peak.total_bytes, 4 * MIB, "nothing that was not allocated on a GPU counts");
+}
+
+#[test]
+fn a_capacity_below_the_fixed_memory_predicts_no_context_at_all() {
+    let dir = TempDir::new("tooslow");
+    let mut t = Tr::new(710);
+    t.alloc(0x10_0000_0000, 8 * GIB, 0);
+    for (i, tokens) in [512i64, 1024, 2048].into_iter().enumerate() {
+        t.marker(MS, "tokens", tokens);
+        t.alloc(0x20_0000_0000 + i as u64 * GIB, tokens as u64 * 32 * 1024, 0);
+    }
+    t.end();
+    let opts = Options { vram: Some(4 * GIB), ..Options::default() };
+    let r = analyze(&load_traces(&[t.write(dir.path())]).unwrap(), &opts);
+    assert_eq!(r.growth[0].predicted_max_tokens, Some(0), "8 GiB of fixed memory on a 4 GiB card: no context fits");
+}

@@ -98,8 +98,43 @@ fn after_fill(api: Api, e: &mut EventRec, r: u32) {
     }
 }
 
+/// One exported wrapper. `lookup_only` functions get no exported name: a driver too old to have
+/// them must not seem to have them (a program's weak reference or `dlsym` would find ours); they
+/// are recorded through the lookup doors only.
+macro_rules! export_fn {
+    ([] $api:ident $name:ident ($($arg:ident : $ty:ty),*) |$e:ident, $r:ident| $fill:block) => {
+        /// # Safety
+        /// Same contract as the driver function of this name.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name($($arg: $ty),*) -> u32 {
+            export_body!($api $name ($($arg : $ty),*) |$e, $r| $fill)
+        }
+    };
+    ([lookup_only] $api:ident $name:ident ($($arg:ident : $ty:ty),*) |$e:ident, $r:ident| $fill:block) => {
+        /// # Safety
+        /// Same contract as the driver function of this name.
+        pub unsafe extern "C" fn $name($($arg: $ty),*) -> u32 {
+            export_body!($api $name ($($arg : $ty),*) |$e, $r| $fill)
+        }
+    };
+}
+
+macro_rules! export_body {
+    ($api:ident $name:ident ($($arg:ident : $ty:ty),*) |$e:ident, $r:ident| $fill:block) => {{
+        type F = unsafe extern "C" fn($($ty),*) -> u32;
+        wrap(Api::$api, next_export(Hook::$api),
+            // SAFETY: the pointer is the next definition of this very symbol (or what a lookup
+            // returned for it), so it has this C signature; the arguments are the caller's,
+            // passed on unchanged.
+            |p| unsafe { std::mem::transmute::<usize, F>(p)($($arg),*) },
+            // SAFETY: the fill block reads only what the driver's contract makes readable:
+            // out-parameters after success, descriptors the caller passed.
+            #[allow(unused_unsafe)] |$e, $r| unsafe { $fill })
+    }};
+}
+
 macro_rules! hooks {
-    ($( $api:ident = fn $name:ident ( $($arg:ident : $ty:ty),* $(,)? ) |$e:ident, $r:ident| $fill:block )*) => {
+    ($( $([$only:ident])? $api:ident = fn $name:ident ( $($arg:ident : $ty:ty),* $(,)? ) |$e:ident, $r:ident| $fill:block )*) => {
         /// Every hooked function: the recorded ones (same order and names as `trace::Api`), then
         /// the two lookup entry points (whose wrappers live in `resolve`).
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,20 +168,7 @@ macro_rules! hooks {
         pub mod exported {
             use super::*;
             $(
-                /// # Safety
-                /// Same contract as the driver function of this name.
-                #[unsafe(no_mangle)]
-                pub unsafe extern "C" fn $name($($arg: $ty),*) -> u32 {
-                    type F = unsafe extern "C" fn($($ty),*) -> u32;
-                    wrap(Api::$api, next_export(Hook::$api),
-                        // SAFETY: the pointer is the next definition of this very symbol (or
-                        // what a lookup returned for it), so it has this C signature; the
-                        // arguments are the caller's, passed on unchanged.
-                        |p| unsafe { std::mem::transmute::<usize, F>(p)($($arg),*) },
-                        // SAFETY: the fill block reads only what the driver's contract makes
-                        // readable: out-parameters after success, descriptors the caller passed.
-                        #[allow(unused_unsafe)] |$e, $r| unsafe { $fill })
-                }
+                export_fn!([$($only)?] $api $name ($($arg : $ty),*) |$e, $r| $fill);
             )*
         }
 
@@ -343,7 +365,8 @@ hooks! {
         let _ = (params, n);
         e.handle = out_ptr(ctx, r); e.flags = flags as u64; e.device = device;
     }
-    CtxCreateV4 = fn cuCtxCreate_v4(ctx: *mut CUcontext, params: *mut CUctxCreateParams, flags: c_uint, device: CUdevice) |e, r| {
+    // CUDA 12.5: drivers before it lack the function, so it must not be exported.
+    [lookup_only] CtxCreateV4 = fn cuCtxCreate_v4(ctx: *mut CUcontext, params: *mut CUctxCreateParams, flags: c_uint, device: CUdevice) |e, r| {
         let _ = params;
         e.handle = out_ptr(ctx, r); e.flags = flags as u64; e.device = device;
     }

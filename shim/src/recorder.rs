@@ -28,7 +28,7 @@ use vramtrace_trace::record::{DeviceRec, InfoRec, LostRec, MarkerRec, ModuleRec,
 use vramtrace_trace::{EndRec, EventRec};
 
 pub const DEFAULT_STACK_DEPTH: usize = 32;
-const MAX_STACK_DEPTH: usize = 128;
+const MAX_STACK_DEPTH: usize = vramtrace_trace::record::MAX_STACK_DEPTH as usize;
 /// Frames of our own to unwind through before the caller's (wrapper, `wrap`, `record`).
 const SKIP_BUDGET: usize = 8;
 
@@ -63,10 +63,23 @@ enum Status {
 pub struct State {
     status: Status,
     config: Option<Config>,
+    /// Markers made before the first driver call: kept here, written when the file is created,
+    /// so a program that only marks (and never touches CUDA) leaves no file.
+    pending: Vec<PendingMarker>,
+    pending_bytes: usize,
 }
 
+struct PendingMarker {
+    rec: MarkerRec,
+    label: Vec<u8>,
+}
+
+/// Bound on what waits for the file: enough for any phase markers a program sets up before its
+/// first allocation, well within the first chunk of the file. More are counted as lost.
+const PENDING_BYTES: usize = 32 << 10;
+
 /// The process's recording state. See `sync` for the lock order.
-pub static STATE: Lock<State> = Lock::new(State { status: Status::Idle, config: None });
+pub static STATE: Lock<State> = Lock::new(State { status: Status::Idle, config: None, pending: Vec::new(), pending_bytes: 0 });
 /// Stack depth, readable without the lock (u64::MAX until configured).
 static DEPTH: AtomicU64 = AtomicU64::new(u64::MAX);
 /// The process whose session is installed (0: none). A `vfork` child shares our memory but has
@@ -88,13 +101,19 @@ static LOST_ANY: AtomicU64 = AtomicU64::new(0);
 fn config() -> Config {
     let dir = std::env::var_os("VRAMTRACE_DIR").filter(|d| !d.is_empty()).unwrap_or_else(|| ".".into());
     let depth = match std::env::var("VRAMTRACE_STACK_DEPTH") {
-        Ok(v) => v.trim().parse::<usize>().unwrap_or_else(|_| {
-            sys::warn(&format!("VRAMTRACE_STACK_DEPTH={v:?} is not a number; using {DEFAULT_STACK_DEPTH}"));
-            DEFAULT_STACK_DEPTH
-        }),
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(d) if d <= MAX_STACK_DEPTH => d,
+            Ok(_) => {
+                sys::warn(&format!("VRAMTRACE_STACK_DEPTH={v:?} is more than {MAX_STACK_DEPTH}; using {MAX_STACK_DEPTH}"));
+                MAX_STACK_DEPTH
+            }
+            Err(_) => {
+                sys::warn(&format!("VRAMTRACE_STACK_DEPTH={v:?} is not a number; using {DEFAULT_STACK_DEPTH}"));
+                DEFAULT_STACK_DEPTH
+            }
+        },
         Err(_) => DEFAULT_STACK_DEPTH,
-    }
-    .min(MAX_STACK_DEPTH);
+    };
     use std::os::unix::ffi::OsStrExt;
     Config { dir: CString::new(dir.as_bytes()).unwrap_or_else(|_| c".".into()), depth }
 }
@@ -181,6 +200,9 @@ pub fn record(e: &mut EventRec) {
 /// Records a user marker.
 pub fn mark(label: &[u8], value: i64) {
     let tid = sys::tid();
+    if keep_pending(label, value, tid) {
+        return;
+    }
     let mut py = crate::python::Capture::new();
     py.fill(stack_depth());
     append_with(|s, _| {
@@ -189,9 +211,43 @@ pub fn mark(label: &[u8], value: i64) {
     });
 }
 
+/// Keeps a marker made before the process's file exists (no driver call yet); false when the file
+/// exists (or recording is off) and the marker takes the normal path. Such a marker carries no
+/// Python stack: the frames it would name may be gone when the file is written.
+fn keep_pending(label: &[u8], value: i64, tid: u32) -> bool {
+    let mut g = STATE.lock();
+    if !matches!(g.status, Status::Idle) || RESET_PENDING.load(Ordering::Relaxed) || OWNER.load(Ordering::Relaxed) != 0 {
+        return false;
+    }
+    let size = label.len() + std::mem::size_of::<MarkerRec>() + 16;
+    if g.pending_bytes + size > PENDING_BYTES {
+        drop(g);
+        count_lost_call();
+        return true;
+    }
+    g.pending_bytes += size;
+    g.pending.push(PendingMarker { rec: MarkerRec { t_ns: now_ns(), value, tid, stack_id: 0 }, label: label.to_vec() });
+    true
+}
+
+/// Writes the markers kept while there was no file, first thing in a new file.
+fn write_pending(g: &mut State) {
+    let pending = std::mem::take(&mut g.pending);
+    g.pending_bytes = 0;
+    let Status::Recording(s) = &mut g.status else { return };
+    for p in pending {
+        // The first chunk holds them (see PENDING_BYTES); should it not, they are counted.
+        if !matches!(s.file.append(RecordKind::Marker, &p.rec, &0u32.to_le_bytes(), &[&p.label]), Appended::Done) {
+            count_lost_call();
+        }
+    }
+}
+
 /// Writes a Device record the first time a context is created on `dev` in this process.
 pub fn describe_device(dev: i32) {
-    if !(0..64).contains(&dev) || DESCRIBED.fetch_or(1 << dev, Ordering::AcqRel) & (1 << dev) != 0 {
+    // One bit per possible ordinal: the mask holds them all.
+    const _: () = assert!(vramtrace_trace::record::MAX_DEVICES <= 64);
+    if !(0..vramtrace_trace::record::MAX_DEVICES).contains(&dev) || DESCRIBED.fetch_or(1 << dev, Ordering::AcqRel) & (1 << dev) != 0 {
         return;
     }
     // Ask the driver before taking the lock: never hold our lock across a driver call.
@@ -340,6 +396,7 @@ fn start_session() -> Option<LockGuard<'static, State>> {
             (Status::Idle, Ok(s)) => {
                 g.status = Status::Recording(s);
                 OWNER.store(sys::pid(), Ordering::Release);
+                write_pending(&mut g);
             }
             (Status::Idle, Err(msg)) => {
                 g.status = Status::Disabled;
@@ -525,6 +582,9 @@ fn reset_after_fork() {
     let mut g = STATE.lock();
     RESET_PENDING.store(false, Ordering::Relaxed);
     let old = std::mem::replace(&mut g.status, Status::Idle);
+    // The parent's markers stay the parent's.
+    g.pending.clear();
+    g.pending_bytes = 0;
     drop(g);
     if let Status::Recording(s) = old {
         s.file.release();

@@ -219,7 +219,15 @@ pub fn use_libgcc() -> bool {
     static CHOICE: AtomicU8 = AtomicU8::new(0);
     match CHOICE.load(Ordering::Relaxed) {
         0 => {
-            let libgcc = std::env::var_os("VRAMTRACE_UNWINDER").is_some_and(|v| v == "libgcc");
+            let libgcc = match std::env::var_os("VRAMTRACE_UNWINDER") {
+                Some(v) if v == "libgcc" => true,
+                Some(v) if v == "framehop" || v.is_empty() => false,
+                Some(v) => {
+                    crate::sys::warn(&format!("VRAMTRACE_UNWINDER={v:?} is neither framehop nor libgcc; using framehop"));
+                    false
+                }
+                None => false,
+            };
             CHOICE.store(if libgcc { 2 } else { 1 }, Ordering::Relaxed);
             libgcc
         }

@@ -122,6 +122,15 @@ pub struct ModuleRec {
     // followed by one string: the path
 }
 
+/// Devices a trace may name: ordinals 0..MAX_DEVICES, and -1 for host memory or a call whose
+/// device the shim could not tell. Anything else in an event is corruption, not a GPU.
+pub const MAX_DEVICES: i32 = 64;
+
+/// Whether `device` is an ordinal a trace may name (see [`MAX_DEVICES`]).
+pub const fn valid_device(device: i32) -> bool {
+    device == -1 || (device >= 0 && device < MAX_DEVICES)
+}
+
 /// Most frames a stack may record (`VRAMTRACE_STACK_DEPTH`, `--stack-depth`).
 pub const MAX_STACK_DEPTH: u32 = 128;
 

@@ -292,6 +292,9 @@ fn timelines(h: &mut Page, r: &Report, charts: &[RenderedChart]) {
     h.h2("timeline", "VRAM over time");
     h.p("Stacked by category; the dashed line is the device capacity, the dot the peak, red crosses failed allocations (the red bar is the size requested), grey ticks the markers.");
     h.figures(charts, timeline);
+    if r.devices.len() > crate::charts::MAX_CHARTED_DEVICES {
+        let _ = writeln!(h.o, "<p class=\"muted\">Charts for the {} GPUs with the highest peaks, of {}; every GPU is in the tables and in report.json.</p>", crate::charts::MAX_CHARTED_DEVICES, r.devices.len());
+    }
     if r.host.peak_bytes > 0 {
         let _ = writeln!(h.o, "<p class=\"muted\">Pinned host memory (not drawn, not VRAM): peak {} at {}.</p>", fmt_bytes(r.host.peak_bytes), secs(r.host.peak_t_rel_ns));
     }

@@ -77,6 +77,7 @@ pub fn growth_summary(report: &Report, steps: &[SweepStep]) -> String {
         let source = report.devices.iter().find(|d| d.device == g.device).map(|d| d.capacity_source.as_str()).unwrap_or("unknown");
         let runtime = if g.runtime_included { "runtime overhead included".to_string() } else { words::runtime_not_included() };
         match (g.predicted_max_tokens, g.capacity_bytes) {
+            (Some(0), Some(cap)) => o.push_str(&format!("  predicted max context: none on {}: {} (capacity from {source}; {runtime})\n", fmt_bytes(cap), words::NO_CONTEXT_FITS)),
             (Some(t), Some(cap)) => o.push_str(&format!("  predicted max context: {t} tokens on {} (capacity from {source}; {runtime})\n", fmt_bytes(cap))),
             (None, None) => o.push_str("  predicted max context: unknown (no device capacity: pass --vram)\n"),
             (None, Some(_)) => o.push_str("  predicted max context: none (memory does not grow with the prompt)\n"),

@@ -38,10 +38,16 @@ pub fn slope(f: &Fit) -> String {
     format!("{} (R² {:.3})", per_token(f.slope_bytes_per_token), f.r2)
 }
 
-/// `predicted out of memory at ≈ 51,681 tokens`.
+/// `predicted out of memory at ≈ 51,681 tokens`; at 0 tokens, that nothing fits at all.
 pub fn predicted_oom(tokens: u64) -> String {
+    if tokens == 0 {
+        return NO_CONTEXT_FITS.to_string();
+    }
     format!("predicted out of memory at ≈ {} tokens", thousands(tokens))
 }
+
+/// A capacity below the memory that does not grow with the context.
+pub const NO_CONTEXT_FITS: &str = "does not fit at all: the memory that does not grow with the context already exceeds the capacity";
 
 /// "an allocation failed in the step to N tokens (last completed step: M tokens)".
 pub fn growth_oom(o: &GrowthOom) -> String {

@@ -51,6 +51,7 @@ use spans::SpanSet;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use steps::Steps;
+use vramtrace_trace::record::{valid_device, MAX_DEVICES};
 use vramtrace_trace::{Api, ApiKind, EventRec};
 
 const NCAT: usize = Category::COUNT;
@@ -61,6 +62,7 @@ const HOST: i32 = i32::MIN;
 const ALL: i32 = i32::MAX;
 const NONE: u32 = u32::MAX;
 const MAX_EXAMPLES: usize = 10;
+const DEV_SLOTS: usize = MAX_DEVICES as usize + 2;
 /// Larger sizes (4 PiB) are corruption or garbage out-params, not memory: such events become
 /// anomalies. The cap also keeps every byte delta within i64.
 const MAX_PLAUSIBLE: u64 = 1 << 52;
@@ -120,7 +122,8 @@ pub(crate) struct Engine<'a> {
     procs: Vec<Proc>,
     scopes: Vec<Scope>,
     scope_ix: FastMap<i32, usize>,
-    dev_slots: [usize; 65],
+    /// Scope of each device ordinal -1..MAX_DEVICES, at index ordinal + 2; index 0: all GPUs.
+    dev_slots: [usize; DEV_SLOTS],
     /// At most one GPU in all traces (from the scan): no separate all-GPUs scope is kept.
     single_gpu: bool,
     /// Scopes changed by the event being applied.
@@ -153,7 +156,7 @@ impl<'a> Engine<'a> {
             procs: loaded.traces.iter().map(|tf| Proc::new(tf.info.pid)).collect(),
             scopes: Vec::new(),
             scope_ix: FastMap::default(),
-            dev_slots: [usize::MAX; 65],
+            dev_slots: [usize::MAX; DEV_SLOTS],
             single_gpu: {
                 let mut d: Vec<i32> = loaded.traces.iter().flat_map(|t| t.devices.iter().copied()).collect();
                 d.sort_unstable();
@@ -191,6 +194,10 @@ impl<'a> Engine<'a> {
     fn on_event(&mut self, fi: usize, e: &EventRec) {
         let pid = self.procs[fi].pid;
         let Some(api) = Api::from_id(e.api) else { return };
+        if !valid_device(e.device) {
+            self.anomaly("implausible_device", pid, Some(e), e.t_ns, format!("device ordinal {} is not a GPU (-1..{MAX_DEVICES}); event ignored", e.device));
+            return;
+        }
         if e.t_ns < self.procs[fi].last_t {
             let prev = self.procs[fi].last_t;
             self.anomaly("out_of_order", pid, Some(e), e.t_ns, format!("event time is {} ns before the previous event of this process", prev - e.t_ns));

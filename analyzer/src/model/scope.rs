@@ -276,10 +276,10 @@ impl Scope {
 
 impl Engine<'_> {
     pub(super) fn scope(&mut self, dev: i32) -> usize {
-        // Hot path: ordinals -1..=62 and the all-GPUs scope are looked up in a small array.
+        // Hot path: every valid ordinal and the all-GPUs scope are looked up in a small array.
         let slot = match dev {
             ALL => 0,
-            -1..=62 => (dev + 2) as usize,
+            d if vramtrace_trace::record::valid_device(d) => (d + 2) as usize,
             _ => usize::MAX,
         };
         if let Some(&i) = self.dev_slots.get(slot) {

@@ -114,7 +114,15 @@ static ENABLED: AtomicU8 = AtomicU8::new(0);
 fn enabled() -> bool {
     let mut e = ENABLED.load(Relaxed);
     if e == 0 {
-        e = if std::env::var_os("VRAMTRACE_PYTHON").is_some_and(|v| v == "0") { 2 } else { 1 };
+        e = match std::env::var_os("VRAMTRACE_PYTHON") {
+            Some(v) if v == "0" => 2,
+            Some(v) if v == "1" || v.is_empty() => 1,
+            Some(v) => {
+                crate::sys::warn(&format!("VRAMTRACE_PYTHON={v:?} is neither 0 nor 1; Python stacks stay on"));
+                1
+            }
+            None => 1,
+        };
         ENABLED.store(e, Relaxed);
     }
     e == 1

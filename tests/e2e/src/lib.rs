@@ -301,7 +301,12 @@ pub fn calls(stdout: &str) -> Vec<Call> {
 /// one: one event per call, same function, same order, the result the program saw, and the
 /// size, pointer and handle it printed (where the function records them and they are non-zero).
 pub fn assert_events_match_calls(stdout: &str, events: &[EventRec]) -> Vec<Call> {
-    let seen: Vec<Call> = calls(stdout).into_iter().filter(|c| Api::from_name(&c.api).is_some()).collect();
+    assert_recorded_calls(stdout, events, |_| true)
+}
+
+/// [`assert_events_match_calls`] for the calls `recorded` says the route records.
+pub fn assert_recorded_calls(stdout: &str, events: &[EventRec], recorded: impl Fn(&str) -> bool) -> Vec<Call> {
+    let seen: Vec<Call> = calls(stdout).into_iter().filter(|c| Api::from_name(&c.api).is_some() && recorded(&c.api)).collect();
     let name = |e: &EventRec| Api::from_id(e.api).unwrap().name();
     assert_eq!(
         seen.len(),
@@ -321,6 +326,14 @@ pub fn assert_events_match_calls(stdout: &str, events: &[EventRec]) -> Vec<Call>
         }
     }
     seen
+}
+
+/// The driver names the shim exports (what a `-lcuda` program binds to), from its dynamic
+/// symbol table: some recorded functions are reached through lookups only.
+pub fn shim_exports() -> std::collections::BTreeSet<String> {
+    let out = Command::new("nm").args(["-D", "--defined-only"]).arg(&env().shim).output().expect("nm");
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.split_whitespace().nth(2)).filter(|n| n.starts_with("cu")).map(str::to_string).collect()
 }
 
 /// The directory where `tests/nvidia/fetch.sh` put NVIDIA's `libcuda.so.1` and `libcudart.so.12`

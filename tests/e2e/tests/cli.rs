@@ -89,8 +89,7 @@ fn events_json_follows_the_documented_schema() {
     assert!(create["handle"].as_str().unwrap().starts_with("0x") && create.get("ptr").is_none());
     // Markers come through with label and value.
     let dir = tempfile::tempdir().unwrap();
-    Command::new("python3")
-        .args(["-c", "import ctypes; ctypes.CDLL(None).vramtrace_mark(b'tokens', 77)"])
+    command(std::path::Path::new("python3"), &["-c", "import ctypes; ctypes.CDLL(None).vramtrace_mark(b'tokens', 77); ctypes.CDLL('libcuda.so.1').cuMemGetInfo_v2(None, None)"])
         .env("LD_PRELOAD", &env().shim)
         .env("VRAMTRACE_DIR", dir.path())
         .status()

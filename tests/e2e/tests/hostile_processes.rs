@@ -36,7 +36,7 @@ fn exit_underscore_exit_and_capital_exit_all_leave_one_end_record() {
 /// Python's `os._exit` (forked workers, crash paths in servers) is `_exit`.
 #[test]
 fn python_os_exit_leaves_an_end_record() {
-    let script = "import ctypes, os\nctypes.CDLL(None).vramtrace_mark(b'before-exit', 7)\nos._exit(4)";
+    let script = "import ctypes, os\nctypes.CDLL(None).vramtrace_mark(b'before-exit', 7)\nctypes.CDLL('libcuda.so.1').cuMemGetInfo_v2(None, None)\nos._exit(4)";
     let run = traced(command(Path::new("python3"), &["-c", script]));
     assert_eq!(run.output.status.code(), Some(4), "{}", run.stderr());
     let t = run.trace();
@@ -91,18 +91,19 @@ fn a_setuid_program_is_never_recorded() {
     std::fs::copy(runner("secure"), &bin).unwrap();
     let run = |preload: bool| {
         let mut c = std::process::Command::new(&bin);
-        c.arg(&env().shim).env("VRAMTRACE_DIR", traces.path()).env_remove("LD_PRELOAD");
+        c.arg(&env().shim).arg(env().fake_dir.join("libcuda.so.1")).env("VRAMTRACE_DIR", traces.path()).env_remove("LD_PRELOAD");
         if preload {
             c.env("LD_PRELOAD", &env().shim);
         }
         c.output().unwrap()
     };
-    // Control: not setuid, the marker is recorded (so the checks below can see a recording).
+    // Control: not setuid, the marker and the call are recorded (so the checks below can see a
+    // recording).
     let out = run(false);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "SECURE at_secure=0 mark=found\n", "{}", String::from_utf8_lossy(&out.stderr));
     let t = read_traces(traces.path());
     assert_eq!(t.len(), 1);
-    assert_eq!(t[0].markers.len(), 1);
+    assert_eq!((t[0].markers.len(), t[0].events.len()), (1, 1));
     std::fs::remove_file(&t[0].path).unwrap();
 
     // SAFETY: geteuid has no preconditions.

@@ -91,7 +91,6 @@ fn every_route_under_the_shim_on_nvidias_driver() {
 /// exports every recorded function, and a weak reference (or `dlsym(RTLD_DEFAULT, …)`) then finds
 /// the shim's wrapper, which answers CUDA_ERROR_NOT_INITIALIZED for a function the driver lacks.
 #[test]
-#[ignore = "shim bug: exports cuCtxCreate_v4 even where the driver lacks it"]
 fn a_function_the_driver_lacks_stays_absent_under_the_shim() {
     let Some(lib) = real_driver() else { return };
     plain_and_traced(&lib, &runner("linked"), &[]);

@@ -186,18 +186,25 @@ fn stacked_interposer_works_in_both_orders() {
 }
 
 #[test]
-fn markers_from_c_and_python() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new("python3")
-        .args(["-c", "import ctypes; m = ctypes.CDLL(None).vramtrace_mark; m.argtypes = [ctypes.c_char_p, ctypes.c_int64]; m(b'tokens', 4096); m(b'phase:load', -1); m(None, 5)"])
-        .env("LD_PRELOAD", &env().shim)
-        .env("VRAMTRACE_DIR", dir.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let t = read_traces(dir.path()).pop().unwrap();
+fn markers_from_python_wait_for_the_first_driver_call() {
+    let mark = "import ctypes; m = ctypes.CDLL(None).vramtrace_mark; m.argtypes = [ctypes.c_char_p, ctypes.c_int64]; m(b'tokens', 4096); m(b'phase:load', -1); m(None, 5)";
+    let run = |script: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = command(std::path::Path::new("python3"), &["-c", script]);
+        let out = c.env("LD_PRELOAD", &env().shim).env("VRAMTRACE_DIR", dir.path()).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        (read_traces(dir.path()), dir)
+    };
+    // Markers alone: no driver call, no file (the README's promise for non-CUDA programs).
+    assert!(run(mark).0.is_empty(), "a program that only marks leaves no trace file");
+    // Markers, then a driver call: the file starts with them, in order, at their own times.
+    let alloc = "\ncu = ctypes.CDLL('libcuda.so.1'); assert cu.cuInit(0) == 0\nctx = ctypes.c_void_p(); assert cu.cuCtxCreate_v2(ctypes.byref(ctx), 0, 0) == 0\np = ctypes.c_uint64(); assert cu.cuMemAlloc_v2(ctypes.byref(p), ctypes.c_size_t(1 << 20)) == 0";
+    let (traces, _dir) = run(&format!("{mark}{alloc}"));
+    let t = &traces[0];
     let m: Vec<(&str, i64)> = t.markers.iter().map(|m| (m.label.as_str(), m.value)).collect();
     assert_eq!(m, vec![("tokens", 4096), ("phase:load", -1), ("", 5)]);
+    let first_event = t.events.iter().map(|e| e.t_ns).min().unwrap();
+    assert!(t.markers.iter().all(|m| m.t_ns < first_event && m.t_ns >= t.info.mono_ns - 60_000_000_000), "markers keep the times they were made at");
     assert!(t.events.iter().all(|e| Api::from_id(e.api).is_some()));
 }
 
@@ -225,13 +232,12 @@ fn exports_do_not_fake_a_driver_in_the_global_scope() {
 fn a_planted_symlink_or_file_is_never_followed_or_overwritten() {
     let dir = tempfile::tempdir().unwrap();
     let victim = dir.path().join("victim");
-    let mark = "import ctypes; ctypes.CDLL(None).vramtrace_mark(b'x', 1)";
+    let mark = "import ctypes; ctypes.CDLL(None).vramtrace_mark(b'x', 1); ctypes.CDLL('libcuda.so.1').cuMemGetInfo_v2(None, None)";
     let script = format!(
         "ln -s {victim} \"$VRAMTRACE_DIR/vramtrace-$$.vtr\"; echo keep > \"$VRAMTRACE_DIR/vramtrace-$$.1.vtr\"; echo $$; exec python3 -c \"{mark}\"",
         victim = victim.display()
     );
-    let out = std::process::Command::new("sh")
-        .args(["-c", &script])
+    let out = command(std::path::Path::new("sh"), &["-c", &script])
         .env("LD_PRELOAD", &env().shim)
         .env("VRAMTRACE_DIR", dir.path())
         .output()

@@ -99,8 +99,9 @@ pub(crate) fn source_png<S: ChartSource>(src: &S, chart: &Chart<S::Kind>, size: 
 
 /// The charts a report has data for, in reading order.
 pub fn charts(r: &Report) -> Vec<Chart> {
+    let charted = charted_devices(r);
     let per_device = |v: &mut Vec<Chart>, has: &dyn Fn(&vramtrace_analyzer::DeviceReport) -> bool, kind: fn(i32) -> ChartKind, stem: &str, title: &str| {
-        for d in r.devices.iter().filter(|d| has(d)) {
+        for d in r.devices.iter().filter(|d| charted.contains(&d.device) && has(d)) {
             v.push(Chart { kind: kind(d.device), name: format!("{stem}-{}", device_slug(d.device)), title: format!("{title} — {}", device_label(d.device)) });
         }
     };
@@ -127,6 +128,16 @@ pub fn charts(r: &Report) -> Vec<Chart> {
         v.push(Chart { kind: ChartKind::Growth { index: i }, name, title: format!("Growth per context token — {}", device_label(g.device)) });
     }
     v
+}
+
+/// Devices charted one by one: at most [`MAX_CHARTED_DEVICES`], those with the highest peaks
+/// (every device stays in the tables and in report.json).
+pub const MAX_CHARTED_DEVICES: usize = 16;
+
+pub fn charted_devices(r: &Report) -> Vec<i32> {
+    let mut by_peak: Vec<&vramtrace_analyzer::DeviceReport> = r.devices.iter().collect();
+    by_peak.sort_by(|a, b| b.peak.total_bytes.cmp(&a.peak.total_bytes).then(a.device.cmp(&b.device)));
+    by_peak.iter().take(MAX_CHARTED_DEVICES).map(|d| d.device).collect()
 }
 
 impl ChartSource for Report {
@@ -200,5 +211,22 @@ pub fn growth_svg(r: &Report, device: i32) -> Result<Option<String>, ChartError>
     match r.growth.iter().position(|g| g.device == device) {
         Some(index) => svg_of(r, ChartKind::Growth { index }),
         None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod device_cap_tests {
+    use super::*;
+    use vramtrace_analyzer::{DeviceReport, Peak, TimelinePoint};
+
+    #[test]
+    fn per_device_charts_are_bounded_to_the_highest_peaks() {
+        let mut r = Report::default();
+        for d in 0..40 {
+            r.devices.push(DeviceReport { device: d, peak: Peak { total_bytes: d as u64, ..Peak::default() }, timeline: vec![TimelinePoint::default()], ..DeviceReport::default() });
+        }
+        let timelines: Vec<String> = charts(&r).into_iter().filter(|c| matches!(c.kind, ChartKind::Timeline { .. })).map(|c| c.name).collect();
+        assert_eq!(timelines.len(), MAX_CHARTED_DEVICES);
+        assert!(timelines.contains(&"timeline-gpu39".to_string()) && !timelines.contains(&"timeline-gpu0".to_string()));
     }
 }
