@@ -206,3 +206,51 @@ fn warnings_go_to_stderr_once() {
         assert!(!String::from_utf8_lossy(&out.stdout).contains("events before it"), "{cmd:?}: not on stdout");
     }
 }
+
+#[test]
+fn report_and_events_answer_the_same_input_the_same_way() {
+    let run = traced(command(&runner("linked"), &[]));
+    let good = run.trace().path;
+    // A folder whose only trace is empty: an error naming the file and why, from both.
+    let only_empty = tempfile::tempdir().unwrap();
+    let empty = only_empty.path().join("vramtrace-1.vtr");
+    std::fs::write(&empty, b"").unwrap();
+    for cmd in ["report", "events"] {
+        let out = vt(&[cmd, only_empty.path().to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{cmd}");
+        assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), format!("vramtrace: no readable trace: {}: empty file, not a trace", empty.display()), "{cmd}");
+    }
+    // Beside a good trace: skipped with a warning, by both.
+    std::fs::copy(&good, only_empty.path().join("vramtrace-2.vtr")).unwrap();
+    for cmd in ["report", "events"] {
+        let out = vt(&[cmd, only_empty.path().to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(0), "{cmd}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("empty file, not a trace; skipped"), "{cmd}");
+    }
+}
+
+#[test]
+fn a_trace_given_twice_is_counted_once() {
+    let run = traced(command(&runner("linked"), &[]));
+    let file = run.trace().path;
+    let copy_dir = tempfile::tempdir().unwrap();
+    std::fs::copy(&file, copy_dir.path().join("copy.vtr")).unwrap();
+    let once = report_json(&file, &[]);
+    let json = |paths: &[&std::path::Path]| {
+        let tmp = tempfile::tempdir().unwrap();
+        let out_json = tmp.path().join("r.json");
+        let mut args = vec!["report".to_string()];
+        args.extend(paths.iter().map(|p| p.display().to_string()));
+        args.extend(["--json".into(), out_json.display().to_string()]);
+        let out = Command::new(&env().vramtrace).args(&args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        (serde_json::from_slice::<serde_json::Value>(&std::fs::read(&out_json).unwrap()).unwrap(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    // The directory and a file in it; the same process's trace copied elsewhere.
+    for paths in [vec![run.dir.path(), file.as_path()], vec![file.as_path(), copy_dir.path()]] {
+        let (twice, err) = json(&paths);
+        assert_eq!(twice["peak"]["total_bytes"], once["peak"]["total_bytes"], "{paths:?}");
+        assert_eq!(twice["processes"].as_array().unwrap().len(), 1);
+        assert!(err.contains("read once"), "{err}");
+    }
+}
