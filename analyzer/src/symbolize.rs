@@ -302,7 +302,7 @@ impl Elf {
 /// binary used by several processes is parsed once.
 #[derive(Default)]
 pub struct ElfCache {
-    files: HashMap<PathBuf, Option<Rc<Elf>>>,
+    files: HashMap<PathBuf, Result<Rc<Elf>, String>>,
     warnings: Vec<String>,
     /// Where else to look for a module, by file name, when its recorded path is missing or holds
     /// another build (symbolizing on another machine, or after a rebuild).
@@ -333,36 +333,34 @@ impl ElfCache {
         ElfCache { search_dirs, ..ElfCache::default() }
     }
 
-    /// Opens (once) and caches a file. `quiet`: a failure is not worth a warning (a speculative
-    /// search-path candidate).
-    fn get_quiet(&mut self, path: &Path, quiet: bool) -> Option<Rc<Elf>> {
+    /// Opens (once) and caches a file; the error says which file and why.
+    fn get(&mut self, path: &Path) -> Result<Rc<Elf>, String> {
         if let Some(e) = self.files.get(path) {
             return e.clone();
         }
-        let e = match Elf::open(path) {
-            Ok(mut e) => {
-                if e.ctx.is_none() {
-                    // No DWARF in the file: look for a separate debug file by build-id, the way
-                    // gdb does (`/usr/lib/debug/.build-id/ab/cdef….debug`).
-                    if let Some(dbg) = e.build_id.as_deref().and_then(debug_file_for) {
-                        if let Ok(d) = Elf::open(&dbg) {
-                            if d.build_id == e.build_id && d.ctx.is_some() {
-                                e._debug = Some(Box::new(d));
-                            }
+        let e = Elf::open(path).map(|mut e| {
+            if e.ctx.is_none() {
+                // No DWARF in the file: look for a separate debug file by build-id, the way gdb
+                // does (`/usr/lib/debug/.build-id/ab/cdef….debug`).
+                if let Some(dbg) = e.build_id.as_deref().and_then(debug_file_for) {
+                    if let Ok(d) = Elf::open(&dbg) {
+                        if d.build_id == e.build_id && d.ctx.is_some() {
+                            e._debug = Some(Box::new(d));
                         }
                     }
                 }
-                Some(Rc::new(e))
             }
-            Err(msg) => {
-                if !quiet {
-                    self.warnings.push(format!("symbols: cannot read {msg}; using module+offset"));
-                }
-                None
-            }
-        };
+            Rc::new(e)
+        });
         self.files.insert(path.to_path_buf(), e.clone());
         e
+    }
+
+    /// A warning for a module, once per message.
+    fn warn(&mut self, w: String) {
+        if !self.warnings.contains(&w) {
+            self.warnings.push(w);
+        }
     }
 
     /// Problems met while opening files (missing binaries, unparsable files).
@@ -439,8 +437,19 @@ impl Symbolizer {
         }
         let mut found = None;
         let mut mismatch = false;
+        let mut unreadable = None;
         for c in candidates {
-            let Some(elf) = self.files.borrow_mut().get_quiet(&c, c != recorded) else { continue };
+            let elf = match self.files.borrow_mut().get(&c) {
+                Ok(elf) => elf,
+                Err(msg) => {
+                    // Only the recorded path is worth a warning, and only if no other file does
+                    // (a copy next to the traces is the normal case on another machine).
+                    if c == recorded {
+                        unreadable = Some(msg);
+                    }
+                    continue;
+                }
+            };
             let matches = m.build_id.is_empty() || elf.build_id.as_ref().is_none_or(|id| *id == m.build_id);
             if matches {
                 found = Some(elf);
@@ -448,11 +457,17 @@ impl Symbolizer {
             }
             mismatch = true;
         }
-        if found.is_none() && mismatch {
-            self.warnings.push(format!(
-                "symbols: {} has a different build-id than the traced process used (rebuilt since the run?); using module+offset",
-                m.path
-            ));
+        if found.is_none() {
+            let w = if mismatch {
+                format!("symbols: {} has a different build-id than the traced process used (rebuilt since the run?); using module+offset", m.path)
+            } else if let Some(msg) = unreadable {
+                format!("symbols: cannot read {msg}; using module+offset")
+            } else {
+                String::new()
+            };
+            if !w.is_empty() {
+                self.files.borrow_mut().warn(w);
+            }
         }
         self.elfs.insert(idx, found.clone());
         found

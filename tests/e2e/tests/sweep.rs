@@ -14,7 +14,7 @@ use vramtrace_e2e::*;
 const MIB: u64 = 1 << 20;
 /// The fake driver's VMM granularity: the pool grows in whole 2 MiB granules.
 const GRANULE: u64 = 2 * MIB;
-/// ~34 KiB per token, the growth reported in ik_llama.cpp #687.
+/// ~34 KiB per token: the scratch-pool growth reported for ik_llama.cpp with a cuBLAS prompt path.
 const BPT: u64 = 34 * 1024;
 const RUNTIME: u64 = 256 * MIB;
 const WEIGHTS: u64 = 1024 * MIB;

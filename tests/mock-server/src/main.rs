@@ -1,6 +1,6 @@
 //! `mock-llama-server`: an OpenAI-compatible HTTP server for testing `vramtrace sweep` without a
 //! GPU or a model. It allocates through whatever `libcuda.so.1` it loads (the fake driver in the
-//! tests) the way llama-server does (DESIGN.md §4):
+//! tests) the way llama-server does (docs/architecture.md, "What runners allocate"):
 //!
 //! - the driver is reached as cudart reaches it: `dlopen("libcuda.so.1")`, `dlsym` of
 //!   `cuGetProcAddress_v2`, then every function through it at cudart's versions;
