@@ -11,7 +11,7 @@ use crate::bundle::{RenderOptions, RenderedChart};
 use crate::charts::ChartKind;
 use crate::colors::VRAM_CATEGORIES;
 use crate::markup::{badge, card, cat_cell, html_escape as esc, page_end, page_head, rule_cell, swatch, verdict_badge};
-use crate::util::{clip, fmt_bytes, frame_function, pct, per_token, secs, shell_join, site_frames, site_label, thousands};
+use crate::util::{clip, distinguishing_frames, fmt_bytes, frame_function, pct, per_token, secs, shell_join, site_frames, site_label, thousands};
 use crate::words;
 use std::fmt::Write;
 use vramtrace_analyzer::{device_label, Categories, Category, LeakKind, Report};
@@ -444,12 +444,18 @@ fn top_sites(h: &mut Page, r: &Report, charts: &[RenderedChart]) {
     h.h2("sites", "Top call sites at the peak");
     h.figures(charts, |k| *k == ChartKind::TopSites);
     h.o.push_str("<div class=\"scroll\"><table><thead><tr><th class=\"n\">#</th><th>call site</th><th>category</th><th>rule</th><th class=\"n\">bytes at the peak</th><th class=\"n\">share</th></tr></thead><tbody>\n");
-    for (i, s) in r.peak.top_sites.iter().take(h.max_rows).enumerate() {
+    let shown: Vec<_> = r.peak.top_sites.iter().take(h.max_rows).collect();
+    let via = distinguishing_frames(r, &shown.iter().map(|s| (s.site, s.rule.as_str())).collect::<Vec<_>>());
+    for (i, (s, via)) in shown.iter().zip(via).enumerate() {
+        let mut site = site_html(r, s.site, &s.rule);
+        if let Some(v) = via {
+            let _ = write!(site, "<div class=\"loc\">via {}</div>", esc(&clip(&v, 160)));
+        }
         let _ = writeln!(
             h.o,
             "<tr><td class=\"n\">{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
             i + 1,
-            site_html(r, s.site, &s.rule),
+            site,
             cat_cell(s.category),
             rule_cell(&s.rule),
             fmt_bytes(s.bytes),

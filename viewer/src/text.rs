@@ -4,7 +4,7 @@
 //! every number comes from the report, in the words the other outputs use ([`crate::words`]).
 //! The report's warnings are not repeated here: the command prints them on stderr, once.
 
-use crate::util::{clip, fmt_bytes, pct, secs, shell_join, short_frame, site_label, thousands};
+use crate::util::{clip, distinguishing_frames, fmt_bytes, pct, secs, shell_join, short_frame, site_label, thousands};
 use crate::words;
 use std::fmt::Write;
 use vramtrace_analyzer::{device_label, Category, DeviceReport, Report};
@@ -92,9 +92,15 @@ fn top_sites(o: &mut String, r: &Report) {
         return;
     }
     let _ = writeln!(o, "\nTop call sites at the peak:");
-    for s in r.peak.top_sites.iter().take(TOP_SITES) {
+    let shown: Vec<_> = r.peak.top_sites.iter().take(TOP_SITES).collect();
+    let via = distinguishing_frames(r, &shown.iter().map(|s| (s.site, s.rule.as_str())).collect::<Vec<_>>());
+    for (s, via) in shown.iter().zip(via) {
         let line = format!("  {:>12}  {:<15} [{}] {}", fmt_bytes(s.bytes), s.category.name(), s.rule, short_frame(&site_label(r, s.site, &s.rule)));
         let _ = writeln!(o, "{}", clip(&line, WIDTH));
+        if let Some(v) = via {
+            // Under the frame, where the rule's name starts.
+            let _ = writeln!(o, "{}", clip(&format!("{:32}via {v}", ""), WIDTH));
+        }
     }
 }
 

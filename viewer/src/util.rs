@@ -130,6 +130,27 @@ pub fn site_label(r: &Report, site: usize, rule: &str) -> String {
         .unwrap_or_else(|| format!("site {site}"))
 }
 
+/// For sites listed together whose labels (`site_label`) are the same, the innermost frame that
+/// tells each apart from the others (a Python framework decides many sites by one high frame,
+/// `GPUModelRunner.execute_model`, and two identical lines would read as one site twice); `None`
+/// for a label that is not repeated or a stack that has nothing of its own.
+pub fn distinguishing_frames(r: &Report, rows: &[(usize, &str)]) -> Vec<Option<String>> {
+    let labels: Vec<String> = rows.iter().map(|&(site, rule)| site_label(r, site, rule)).collect();
+    rows.iter()
+        .zip(&labels)
+        .map(|(&(site, _), label)| {
+            let others: Vec<&[String]> = rows.iter().zip(&labels).filter(|((s, _), l)| *s != site && *l == label).map(|((s, _), _)| site_frames(r, *s)).collect();
+            if others.is_empty() {
+                return None;
+            }
+            let own = site_frames(r, site);
+            let unique = own.iter().find(|f| others.iter().all(|o| !o.contains(f)));
+            let differing = own.iter().find(|f| others.iter().any(|o| !o.contains(f)));
+            unique.or(differing).map(|f| short_frame(frame_function(f)))
+        })
+        .collect()
+}
+
 /// The frames of a site, innermost first (empty when unknown).
 pub fn site_frames(r: &Report, site: usize) -> &[String] {
     r.sites.iter().find(|s| s.id == site).or_else(|| r.sites.get(site)).map(|s| s.frames.as_slice()).unwrap_or(&[])
@@ -174,6 +195,25 @@ pub fn font_safe(s: &str) -> String {
 
 #[cfg(test)]
 mod short_frame_tests {
+    use vramtrace_analyzer::{AttributionRow, Category, Report, RuleSource, Site};
+
+    #[test]
+    fn repeated_labels_get_the_frame_that_tells_them_apart() {
+        let decided = "/x/vllm/v1/worker/gpu_model_runner.py:209 in GPUModelRunner.sample_tokens";
+        let site = |id: usize, inner: &str| Site { id, key: String::new(), frames: vec!["alloc".into(), inner.into(), decided.into()] };
+        let sites = vec![site(0, "/x/vllm/model_executor/models/llama.py:96 in LlamaForCausalLM.compute_logits"), site(1, "/x/vllm/v1/worker/gpu_model_runner.py:222 in GPUModelRunner._get_prompt_logprobs_dict"), Site { id: 2, key: String::new(), frames: vec!["other".into()] }];
+        let mut r = Report { sites, ..Report::default() };
+        for id in 0..2 {
+            let rule = "builtin:vllm.compute".into();
+            r.attribution.push(AttributionRow { site: id, rule, source: RuleSource::Builtin, category: Category::Compute, frame: Some(decided.into()), allocations: 1, bytes_allocated: 1, max_live_bytes: 1, bytes_at_peak: 1, bytes_leaked: 0 });
+        }
+        let rows = [(0, "builtin:vllm.compute"), (1, "builtin:vllm.compute"), (2, "builtin:other")];
+        let via = super::distinguishing_frames(&r, &rows);
+        assert_eq!(via[0].as_deref(), Some("…/model_executor/models/llama.py:96 in LlamaForCausalLM.compute_logits"));
+        assert_eq!(via[1].as_deref(), Some("…/v1/worker/gpu_model_runner.py:222 in GPUModelRunner._get_prompt_logprobs_dict"));
+        assert_eq!(via[2], None);
+    }
+
     #[test]
     fn python_paths_are_shortened_native_frames_kept() {
         let py = "/srv/app/site-packages/vllm/v1/worker/gpu_model_runner.py:84 in GPUModelRunner._dummy_run";

@@ -3,7 +3,7 @@
 use super::bars::{draw_bars, Bar};
 use super::frame::{draw_legend, frame, item, DResult, Item, Swatch, Tx};
 use crate::colors::category_color;
-use crate::util::{clip, fmt_bytes, frame_function, pct, secs, site_label};
+use crate::util::{clip, distinguishing_frames, fmt_bytes, frame_function, pct, secs, site_label};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use vramtrace_analyzer::{Category, Report};
@@ -18,16 +18,20 @@ where
     DB::ErrorType: 'static,
 {
     let p = &r.peak;
-    let rows: Vec<Bar> = p
-        .top_sites
+    let shown: Vec<_> = p.top_sites.iter().take(MAX_SITES).collect();
+    let via = distinguishing_frames(r, &shown.iter().map(|s| (s.site, s.rule.as_str())).collect::<Vec<_>>());
+    let rows: Vec<Bar> = shown
         .iter()
-        .take(MAX_SITES)
-        .map(|s| Bar {
+        .zip(via)
+        .map(|(s, via)| Bar {
             label: clip(frame_function(&site_label(r, s.site, &s.rule)), SITE_LABEL_CHARS),
             bytes: s.bytes,
             color: category_color(s.category),
             text: format!("{} ({})", fmt_bytes(s.bytes), pct(p.by_category.share_pct(s.bytes))),
-            sub: Some(format!("rule {}", clip(&s.rule, SITE_LABEL_CHARS))),
+            sub: Some(match via {
+                Some(v) => clip(&format!("via {v}"), SITE_LABEL_CHARS),
+                None => format!("rule {}", clip(&s.rule, SITE_LABEL_CHARS)),
+            }),
             logged: None,
         })
         .collect();
