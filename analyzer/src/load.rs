@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use vramtrace_trace::api::cu;
 use vramtrace_trace::record::{RecordHeader, RecordKind, FILE_HEADER_LEN};
 use vramtrace_trace::side::{self, OutputLine, SideFile, SideMarker};
-use vramtrace_trace::{EventRec, Info, Marker, Module, Notes, PyCode, PyRuntime, PyStack, Reader, Record, Tail};
+use vramtrace_trace::{EventRec, Info, Marker, Module, Notes, PyCode, PyRuntime, PyStack, PyStatus, Reader, Record, Tail};
 use zerocopy::FromBytes;
 
 /// One scanned trace file (one traced process).
@@ -361,6 +361,15 @@ impl TraceFile {
                 "{p}: {} call(s) and {} lookup(s) were not recorded (made from a signal handler that interrupted the shim, or after the recording stopped)",
                 lost.calls, lost.lookups
             ));
+        }
+        for r in self.python.runtimes.iter().filter(|r| PyStatus::from_u32(r.status) != Some(PyStatus::Capturing)) {
+            let why = match (r.detail.as_str(), PyStatus::from_u32(r.status)) {
+                (d, _) if !d.is_empty() => d.to_string(),
+                (_, Some(PyStatus::Subinterpreters)) => "a second interpreter started; from then on".to_string(),
+                (_, Some(PyStatus::FreeThreaded)) => "a free-threaded build".to_string(),
+                _ => "an interpreter this vramtrace cannot read".to_string(),
+            };
+            w.push(format!("{p}: Python stacks not recorded ({why}): those events have native stacks only, and a Python framework's memory among them counts as framework_cache"));
         }
         if self.unknown_functions > 0 {
             w.push(format!("{p}: {} event(s) of driver functions this vramtrace does not know (a newer shim wrote them); skipped", self.unknown_functions));

@@ -262,5 +262,8 @@ fn subinterpreters_give_no_frames_and_say_why_once() {
         assert_eq!(statuses, [Some(PyStatus::Capturing), Some(PyStatus::Subinterpreters)], "{}", py.label());
         let later = t.api_events(Api::MemAlloc.name()).into_iter().skip(1).collect::<Vec<_>>();
         assert!(!later.is_empty() && later.iter().all(|e| e.py_stack_id == 0 && e.stack_id != 0), "{}", py.label());
+        // The report says why, once: a user expecting framework rules to apply must learn they cannot.
+        let warnings = vramtrace_e2e::report_json(run.dir.path(), &[])["warnings"].to_string();
+        assert_eq!(warnings.matches("Python stacks not recorded").count(), 1, "{}: {warnings}", py.label());
     }
 }
