@@ -87,7 +87,8 @@ pub fn spawn(cmd: &[String], shim: &Path, out: &Path, stack_depth: Option<u32>) 
 }
 
 /// [`spawn`], choosing whether the program's output also passes through to ours (`sweep` keeps
-/// it off while its progress bar owns the terminal); `output-<pid>.jsonl` is written either way.
+/// it off while its progress bar owns the terminal, `top` while its view does; the program then
+/// reads no input from the terminal either); `output-<pid>.jsonl` is written either way.
 pub fn spawn_with(cmd: &[String], shim: &Path, out: &Path, stack_depth: Option<u32>, passthrough: bool) -> Result<Traced, String> {
     let mut preload = shim.display().to_string();
     if let Ok(old) = std::env::var("LD_PRELOAD") {
@@ -99,6 +100,9 @@ pub fn spawn_with(cmd: &[String], shim: &Path, out: &Path, stack_depth: Option<u
     c.args(&cmd[1..]).env("LD_PRELOAD", preload).env("VRAMTRACE_DIR", out).stdout(Stdio::piped()).stderr(Stdio::piped());
     if let Some(d) = stack_depth {
         c.env("VRAMTRACE_STACK_DEPTH", d.to_string());
+    }
+    if !passthrough {
+        c.stdin(Stdio::null());
     }
     let mut child = c.spawn().map_err(|e| format!("cannot start {}: {e}", cmd[0]))?;
     let log = out.join(side::output_file_name(child.id()));
@@ -169,9 +173,14 @@ impl Traced {
         for t in self.tees {
             let _ = t.join();
         }
-        use std::os::unix::process::ExitStatusExt;
-        Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+        Ok(exit_code(status))
     }
+}
+
+/// A program's exit status as a shell reports it (128 + the signal that killed it).
+pub fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
 pub fn run(args: RunArgs) -> Result<ExitCode, String> {

@@ -4,7 +4,7 @@
 //! `ProcessReport::exit_label`).
 
 use crate::util::{fmt_bytes, per_token, secs, thousands};
-use vramtrace_analyzer::{Fit, GrowthOom, NeverFreed};
+use vramtrace_analyzer::{Fit, GrowthOom, GrowthReport, NeverFreed, Oom};
 
 /// What every output says when no driver reading gave the runtime overhead, and why.
 pub const RUNTIME_NOT_INCLUDED: &str = "runtime overhead not included";
@@ -36,6 +36,48 @@ pub fn never_freed(n: &NeverFreed) -> Option<String> {
 /// A fitted slope with its quality: `34.0 KiB/token (R² 0.999)`.
 pub fn slope(f: &Fit) -> String {
     format!("{} (R² {:.3})", per_token(f.slope_bytes_per_token), f.r2)
+}
+
+/// One failed allocation: `+1.900 s pid 7 GPU 0 cuMemCreate 1.00 GiB: device full — reason`.
+pub fn oom(x: &Oom) -> String {
+    format!("+{} pid {} {} {} {}: {} — {}", secs(x.t_rel_ns), x.pid, x.memory_label(), x.api, fmt_bytes(x.requested_bytes), x.verdict.label(), x.reason)
+}
+
+/// The growing categories of a growth report, steepest first: `kv_cache 32.0 KiB/token (R²
+/// 1.000), compute …`, or `no growth`.
+pub fn growth_fits(g: &GrowthReport) -> String {
+    let parts: Vec<String> = g.fits.iter().filter(|f| f.fit.grows()).map(|f| format!("{} {}", f.category.name(), slope(&f.fit))).collect();
+    if parts.is_empty() {
+        "no growth".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// The total's fit: `total 34.0 KiB/token (R² 0.999); predicted out of memory at ≈ N tokens
+/// (capacity 8.00 GiB)`, with the runtime caveat when no driver reading gave it.
+pub fn growth_total(g: &GrowthReport) -> Option<String> {
+    let t = g.total_fit.as_ref()?;
+    let mut line = format!("total {}", slope(t));
+    if let Some(n) = g.predicted_max_tokens {
+        line.push_str(&format!("; {}", predicted_oom(n)));
+        if let Some(c) = g.capacity_bytes {
+            line.push_str(&format!(" (capacity {})", fmt_bytes(c)));
+        }
+    }
+    if !g.runtime_included {
+        line.push_str(&format!("; {}", runtime_not_included()));
+    }
+    Some(line)
+}
+
+/// What a GPU has in use now: `3.50 GiB of 8.00 GiB (43.8%) in use`, or `3.50 GiB in use
+/// (capacity unknown)`.
+pub fn in_use(used: u64, capacity: Option<u64>, pct: Option<f64>) -> String {
+    match capacity {
+        Some(c) => format!("{} of {} ({}) in use", fmt_bytes(used), fmt_bytes(c), crate::util::pct(pct)),
+        None => format!("{} in use (capacity unknown)", fmt_bytes(used)),
+    }
 }
 
 /// `predicted out of memory at ≈ 51,681 tokens`.
