@@ -256,3 +256,34 @@ fn records_younger_than_the_refresh_wait_for_the_next() {
     let s = follow(4, true);
     assert_eq!(s.devices, follow(1, false).devices);
 }
+
+#[test]
+fn damage_is_a_warning_and_the_rest_is_still_read() {
+    let dir = TempDir::new("live-damage");
+    std::fs::write(dir.path().join("junk.vtr"), b"this is not a trace at all, not at all").unwrap();
+    let mut good = Tr::new(301);
+    good.at(T0 + MS);
+    good.alloc(0x1000, 64 * MIB, 0);
+    std::fs::write(dir.path().join("vramtrace-301.vtr"), good.bytes()).unwrap();
+    let mut bad = Tr::new(302);
+    bad.at(T0 + 2 * MS);
+    bad.alloc(0x2000, 32 * MIB, 0);
+    let mut bytes = bad.bytes();
+    let path = dir.path().join("vramtrace-302.vtr");
+    std::fs::write(&path, &bytes).unwrap();
+    let mut s = Session::new(dir.path(), Options::default());
+    s.refresh_until(u64::MAX).unwrap();
+    // Then a record whose header fails its check arrives: the file stops there.
+    bytes.extend_from_slice(&[0xff; 64]);
+    std::fs::write(&path, &bytes).unwrap();
+    s.refresh_until(u64::MAX).unwrap();
+    let snap = s.snapshot();
+    assert_eq!(snap.devices[0].live.unknown, 96 * MIB, "both processes' allocations: {snap:?}");
+    assert!(snap.warnings.iter().any(|w| w.contains("junk.vtr") && w.contains("not a vramtrace trace") && w.ends_with("skipped")), "{:?}", snap.warnings);
+    assert!(snap.warnings.iter().any(|w| w.contains("vramtrace-302.vtr") && w.contains("corrupt record")), "{:?}", snap.warnings);
+    s.refresh_until(u64::MAX).unwrap();
+    assert_eq!(s.snapshot().warnings.len(), snap.warnings.len(), "each warning once");
+
+    let gone = Session::new(&dir.path().join("missing"), Options::default()).refresh().unwrap_err().to_string();
+    assert!(gone.contains("missing") && gone.contains("no such file or directory") && !gone.contains('\n'), "{gone}");
+}
