@@ -14,19 +14,26 @@ pub struct RunArgs {
     /// Directory for the traces and the captured output (created if missing).
     #[arg(long, short)]
     pub out: Option<PathBuf>,
-    /// The shim library (default: $VRAMTRACE_SHIM, a libvramtrace.so beside this executable,
-    /// else the copy built into vramtrace).
-    #[arg(long)]
-    pub shim: Option<PathBuf>,
-    /// Call-stack depth recorded per event (0 = no stacks, at most 128).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=vramtrace_trace::record::MAX_STACK_DEPTH as i64))]
-    pub stack_depth: Option<u32>,
+    #[command(flatten)]
+    pub shim: ShimArgs,
     /// Do not print the summary at the end.
     #[arg(long)]
     pub quiet: bool,
     /// The program and its arguments.
     #[arg(last = true, required = true)]
     pub cmd: Vec<String>,
+}
+
+/// How a program is started under the shim (`run`, `sweep`, `top -- CMD`).
+#[derive(clap::Args)]
+pub struct ShimArgs {
+    /// The shim library (default: $VRAMTRACE_SHIM, a libvramtrace.so beside this executable,
+    /// else the copy built into vramtrace).
+    #[arg(long = "shim", value_name = "SHIM")]
+    pub path: Option<PathBuf>,
+    /// Call-stack depth recorded per event (0 = no stacks, at most 128).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=vramtrace_trace::record::MAX_STACK_DEPTH as i64))]
+    pub stack_depth: Option<u32>,
 }
 
 /// The directory a run or a sweep writes to.
@@ -184,9 +191,9 @@ pub fn exit_code(status: std::process::ExitStatus) -> i32 {
 }
 
 pub fn run(args: RunArgs) -> Result<ExitCode, String> {
-    let shim = crate::shim::find(args.shim.as_deref())?;
+    let shim = crate::shim::find(args.shim.path.as_deref())?;
     let out = OutDir::prepare(args.out, "run")?;
-    let traced = spawn(&args.cmd, &shim, &out.path, args.stack_depth).inspect_err(|_| out.discard_if_empty())?;
+    let traced = spawn(&args.cmd, &shim, &out.path, args.shim.stack_depth).inspect_err(|_| out.discard_if_empty())?;
     // Ctrl-C goes to the whole foreground group: let the program handle it, and stay alive to
     // report on whatever it recorded.
     // SAFETY: SIG_IGN is a valid disposition and installing it has no preconditions.

@@ -8,8 +8,8 @@
 //! after a few seconds) and its traces stay. The exit code is 0, or the program's own when it
 //! ended by itself before the view was closed.
 
-use crate::common::{options, positive_size};
-use crate::run::{spawn_with, OutDir, Traced};
+use crate::common::AnalysisArgs;
+use crate::run::{spawn_with, OutDir, ShimArgs, Traced};
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,19 +27,11 @@ pub struct TopArgs {
     /// default: a new vramtrace-top-<time> here).
     #[arg(long, short)]
     pub out: Option<PathBuf>,
-    /// With `-- CMD`: the shim library (default: $VRAMTRACE_SHIM, a libvramtrace.so beside this
-    /// executable, else the copy built into vramtrace).
-    #[arg(long)]
-    pub shim: Option<PathBuf>,
-    /// With `-- CMD`: call-stack depth recorded per event (0 = no stacks, at most 128).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=vramtrace_trace::record::MAX_STACK_DEPTH as i64))]
-    pub stack_depth: Option<u32>,
-    /// A rules file (TOML) whose rules take precedence over the built-in attribution rules.
-    #[arg(long)]
-    pub rules: Option<PathBuf>,
-    /// Device capacity to assume instead of the driver's reported total (e.g. 24GiB).
-    #[arg(long, value_parser = positive_size, allow_hyphen_values = true)]
-    pub vram: Option<u64>,
+    // With `-- CMD`: the shim and the stack depth, as for `run`.
+    #[command(flatten)]
+    pub shim: ShimArgs,
+    #[command(flatten)]
+    pub analysis: AnalysisArgs,
     /// Seconds between refreshes.
     #[arg(long, default_value_t = 1.0, value_parser = interval)]
     pub interval: f64,
@@ -63,28 +55,29 @@ struct Program {
 }
 
 pub fn top(args: TopArgs) -> Result<ExitCode, String> {
-    let opts = options(args.rules.as_deref(), args.vram)?;
+    let opts = args.analysis.options()?;
+    match (&args.dir, args.cmd.is_empty()) {
+        (Some(_), false) => return Err("give a directory to watch or a program to run (-- CMD), not both".into()),
+        (None, true) => return Err("give a directory to watch or a program to run: vramtrace top DIR | vramtrace top -- CMD ARGS...".into()),
+        (Some(_), true) if args.out.is_some() || args.shim.path.is_some() || args.shim.stack_depth.is_some() => {
+            return Err("--out, --shim and --stack-depth go with a program to run (-- CMD)".into())
+        }
+        (Some(d), true) if !d.is_dir() => return Err(format!("{}: not a directory", d.display())),
+        _ => {}
+    }
     if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
         return Err("top needs a terminal (to record without one: vramtrace run)".into());
     }
-    let (dir, mut program, header) = match (args.dir, args.cmd.is_empty()) {
-        (Some(_), false) => return Err("give a directory to watch or a program to run (-- CMD), not both".into()),
-        (None, true) => return Err("give a directory to watch or a program to run: vramtrace top DIR | vramtrace top -- CMD ARGS...".into()),
-        (Some(d), true) => {
-            if args.out.is_some() || args.shim.is_some() || args.stack_depth.is_some() {
-                return Err("--out, --shim and --stack-depth go with a program to run (-- CMD)".into());
-            }
-            if !d.is_dir() {
-                return Err(format!("{}: not a directory", d.display()));
-            }
+    let (dir, mut program, header) = match args.dir {
+        Some(d) => {
             let title = format!("vramtrace top — {}", d.display());
             (d, None, Header { title, notes: Vec::new() })
         }
-        (None, false) => {
-            let shim = crate::shim::find(args.shim.as_deref())?;
+        None => {
+            let shim = crate::shim::find(args.shim.path.as_deref())?;
             let out = OutDir::prepare(args.out, "top")?;
             // Output only to output-<pid>.jsonl: on the terminal it would tear the view.
-            let traced = spawn_with(&args.cmd, &shim, &out.path, args.stack_depth, false).inspect_err(|_| out.discard_if_empty())?;
+            let traced = spawn_with(&args.cmd, &shim, &out.path, args.shim.stack_depth, false).inspect_err(|_| out.discard_if_empty())?;
             let pid = traced.child.id();
             let title = format!("vramtrace top — {} (pid {pid})", vramtrace_viewer::util::clip(&vramtrace_viewer::util::shell_join(&args.cmd), 60));
             let note = format!("traces in {}; the program's output is kept in {} only", out.path.display(), side::output_file_name(pid));

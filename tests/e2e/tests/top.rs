@@ -101,3 +101,27 @@ fn top_shows_a_growing_run_live_and_q_restores_the_terminal() {
     let output = names.iter().find(|n| n.starts_with("output-")).expect("output-<pid>.jsonl");
     assert!(std::fs::read_to_string(Path::new(&run).join(output)).unwrap().contains("STEP 1 "), "the program's output is kept in {output}");
 }
+
+#[test]
+fn top_refuses_impossible_requests_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    for (args, want) in [
+        (vec![], "give a directory to watch or a program to run"),
+        (vec!["/no/such/dir"], "/no/such/dir: not a directory"),
+        (vec![d, "--", "true"], "not both"),
+        (vec!["--shim", "x", d], "go with a program to run"),
+        (vec!["--interval", "0", d], "between 0.05 and 60"),
+        // Not a terminal (the test's stdout is a pipe): nothing is started.
+        (vec!["--", "true"], "top needs a terminal"),
+    ] {
+        let out = Command::new(&env().vramtrace).arg("top").args(&args).stdin(std::process::Stdio::null()).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        if args.first() != Some(&"--interval") {
+            assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        }
+    }
+    assert_eq!(std::fs::read_dir(".").unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("vramtrace-top-")).count(), 0, "no run directory made");
+}
