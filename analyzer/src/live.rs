@@ -11,9 +11,10 @@
 //!   damage. Pages read are handed back to the kernel.
 //! - Order: items are applied in the order `analyze` replays them (`crate::stream`), which a
 //!   live reader can only know for what is old enough: every trace is written as its calls
-//!   happen, so an item is applied once it is [`GRACE_NS`] old (or once the refresh is told
-//!   everything up to its time is written: [`Session::refresh_until`]); younger items wait for
-//!   the next refresh, in case another process's earlier call is not in its file yet.
+//!   happen, so an item is applied once it is [`GRACE_NS`] old, or older than the latest time
+//!   every trace still being written has reached (or once the refresh is told everything up to
+//!   its time is written: [`Session::refresh_until`]); younger items wait for the next refresh,
+//!   in case another process's earlier call is not in its file yet.
 //! - End: a process's End record ends it, as in a batch analysis; a process whose trace has no
 //!   End record is running until its pid is gone from this machine (it crashed or was
 //!   killed), where the batch analysis ends it at its last event.
@@ -227,17 +228,28 @@ impl Session {
         }
     }
 
-    /// Reads what was written since the last refresh and applies every item at least
-    /// [`GRACE_NS`] old; a process gone without an End record is ended.
+    /// Reads what was written since the last refresh and applies every item that can no longer
+    /// be preceded by one not read yet: at least [`GRACE_NS`] old, or older than what every
+    /// trace still being written has already shown. A process gone without an End record is
+    /// ended — as is one whose times are ahead of this machine's clock (a trace from an earlier
+    /// boot or another machine, which no process here still writes).
     pub fn refresh(&mut self) -> Result<(), Error> {
         let grew = self.read()?;
+        let now = vramtrace_trace::clock::monotonic_ns();
+        // A trace whose first records are not written yet may still show anything.
+        let mut shown = if self.waiting.is_empty() { u64::MAX } else { 0 };
         for (fi, q) in self.queues.iter_mut().enumerate() {
             let tf = &self.loaded.traces[fi];
-            if tf.end_ns.is_none() && !q.gone && !grew[fi] && q.events.is_empty() && !alive(tf) {
+            if tf.end_ns.is_some() || q.gone {
+                continue;
+            }
+            if tf.last_ns > now.saturating_add(GRACE_NS) || (!grew[fi] && q.events.is_empty() && !alive(tf)) {
                 q.gone = true;
+            } else {
+                shown = shown.min(tf.last_ns);
             }
         }
-        self.apply(vramtrace_trace::clock::monotonic_ns().saturating_sub(GRACE_NS));
+        self.apply(now.saturating_sub(GRACE_NS).max(shown));
         Ok(())
     }
 

@@ -287,3 +287,30 @@ fn damage_is_a_warning_and_the_rest_is_still_read() {
     let gone = Session::new(&dir.path().join("missing"), Options::default()).refresh().unwrap_err().to_string();
     assert!(gone.contains("missing") && gone.contains("no such file or directory") && !gone.contains('\n'), "{gone}");
 }
+
+#[test]
+fn a_refresh_applies_finished_traces_and_ends_processes_no_longer_running_here() {
+    // Times ahead of this machine's clock: written by an earlier boot or another machine, so
+    // nothing here still writes them — one trace with its End record, one without.
+    let later = vramtrace_trace::clock::monotonic_ns() + 1_000_000 * SEC;
+    let dir = TempDir::new("live-finished");
+    for (pid, ends) in [(401, true), (402, false)] {
+        let mut t = Tr::new(pid);
+        t.at(later);
+        t.alloc(0x1000, 64 * MIB, 0);
+        t.alloc(0x2000, 64 * MIB, 0);
+        t.free(0x1000);
+        if ends {
+            t.end();
+        }
+        t.write(dir.path());
+    }
+    let mut s = Session::new(dir.path(), Options::default());
+    s.refresh().unwrap();
+    let snap = s.snapshot();
+    assert_eq!(snap.events, 6, "every event applied: {snap:?}");
+    let states: Vec<_> = snap.processes.iter().map(|p| (p.pid, p.state)).collect();
+    assert_eq!(states, [(401, ProcessState::Exited), (402, ProcessState::Gone)]);
+    assert_eq!(snap.devices[0].peak.total_bytes, 256 * MIB, "both processes, merged by time");
+    assert_eq!(snap.devices[0].used_bytes, 0, "what both held went with them");
+}
