@@ -22,7 +22,8 @@
 //! allocations), `vmm` (reservations, handles, mappings), `pool` (stream-ordered pools),
 //! `runtime` (driver readings), `failure` (failed calls and OOM verdicts), `steps` (markers,
 //! steps and growth), `lifecycle` (context teardown, process end, leaks), `scope` (per-device
-//! totals, peaks, timelines), `spans` (the address-space map) and `finish` (the `Report`).
+//! totals, peaks, timelines), `spans` (the address-space map), `finish` (the `Report`) and
+//! `live` (a snapshot while the traces are still written).
 //! What an allocation is comes from `crate::attribute`: its stack, else its fallbacks.
 
 mod alloc;
