@@ -30,15 +30,19 @@ fn main() {
     // The whole trace is written to a source file first (not kept in this process, whose
     // memory is what is measured); record boundaries, to grow the watched file by whole records.
     let source_path = base.join(format!("vramtrace-bench-live-{}.src", std::process::id()));
-    let ends = {
+    let cuts: Vec<usize> = {
         let bytes = common::write_trace(Vec::new(), n);
         std::fs::write(&source_path, &bytes).unwrap();
-        let mut ends = Vec::new();
+        let records = Reader::new(&bytes).unwrap().count();
         let mut r = Reader::new(&bytes).unwrap();
-        while let Some(Ok(_)) = r.next() {
-            ends.push(r.position());
+        let mut cuts = Vec::with_capacity(steps);
+        for i in 1..=records {
+            r.next();
+            if i == records * (cuts.len() + 1) / steps {
+                cuts.push(r.position());
+            }
         }
-        ends
+        cuts
     };
     let source = std::fs::File::open(&source_path).unwrap();
     let size = source.metadata().unwrap().len();
@@ -53,19 +57,22 @@ fn main() {
     let mut quarters = Vec::new();
     let mut chunk = Vec::new();
     let (t0, cpu0) = (Instant::now(), cpu_s());
-    for k in 1..=steps {
-        let to = ends[(ends.len() * k / steps).saturating_sub(1)];
-        chunk.resize(to - written, 0);
-        source.read_exact_at(&mut chunk, written as u64).unwrap();
-        f.write_all_at(&chunk, written as u64).unwrap();
-        written = to;
+    chunk.resize(1 << 20, 0);
+    for (k, &to) in cuts.iter().enumerate() {
+        let k = k + 1;
+        while written < to {
+            let piece = &mut chunk[..(to - written).min(1 << 20)];
+            source.read_exact_at(piece, written as u64).unwrap();
+            f.write_all_at(piece, written as u64).unwrap();
+            written += piece.len();
+        }
         let r0 = Instant::now();
         session.refresh_until(u64::MAX).unwrap();
         let snap = session.snapshot();
         per_refresh.push(r0.elapsed().as_secs_f64());
         used_max = used_max.max(snap.devices.iter().map(|d| d.used_bytes).sum());
         rss_max = rss_max.max(status_kib("VmRSS:"));
-        if k * 4 % steps == 0 {
+        if (1..=4).any(|q| k == steps * q / 4) {
             quarters.push(status_kib("VmRSS:"));
         }
     }

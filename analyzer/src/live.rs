@@ -44,6 +44,9 @@ use vramtrace_trace::{EventRec, Marker, Record};
 /// time stamp and its record's publication, even on a loaded machine.
 pub const GRACE_NS: u64 = 500_000_000;
 
+/// Records read from one trace before what can be applied is: bounds a refresh's memory.
+const PASS: usize = 1 << 16;
+
 /// What is on each GPU now, as a live view shows it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
@@ -234,8 +237,81 @@ impl Session {
     /// ended — as is one whose times are ahead of this machine's clock (a trace from an earlier
     /// boot or another machine, which no process here still writes).
     pub fn refresh(&mut self) -> Result<(), Error> {
-        let grew = self.read()?;
         let now = vramtrace_trace::clock::monotonic_ns();
+        self.follow(|s, grew| s.settled(now, grew))
+    }
+
+    /// Reads what was written since the last refresh and applies every item up to time `t_ns`,
+    /// everything up to it being written already (`u64::MAX`: all that was read). Processes
+    /// end only by their End record.
+    pub fn refresh_until(&mut self, t_ns: u64) -> Result<(), Error> {
+        self.follow(|_, _| t_ns)
+    }
+
+    /// Reads and applies in passes of at most [`PASS`] records per trace, so that memory does
+    /// not grow with what a refresh finds (a program can write millions of events between two);
+    /// `until` gives the time up to which items may be applied, once what was read is in (per
+    /// trace, whether it grew). Within a pass, a trace not read to its end holds back what is
+    /// younger than its last record read.
+    fn follow(&mut self, until: impl Fn(&mut Self, &[bool]) -> u64) -> Result<(), Error> {
+        self.discover()?;
+        self.read_sides();
+        let mut grew = vec![false; self.loaded.traces.len()];
+        let mut first = true;
+        loop {
+            let more = self.read_pass(&mut grew, first);
+            first = false;
+            self.symbolize();
+            let mut w = until(self, &grew);
+            for (fi, _) in more.iter().enumerate().filter(|(_, &m)| m) {
+                w = w.min(self.loaded.traces[fi].last_ns);
+            }
+            self.apply(w);
+            for q in &mut self.queues {
+                // A burst read in many passes leaves no large buffer behind.
+                if q.events.capacity() > 4 * PASS && q.events.len() < PASS {
+                    q.events.shrink_to(PASS);
+                }
+            }
+            if !more.contains(&true) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Up to [`PASS`] records of every trace (in the first pass, of new traces too); per trace,
+    /// whether more may be there.
+    fn read_pass(&mut self, grew: &mut Vec<bool>, first: bool) -> Vec<bool> {
+        let mut recs = Vec::new();
+        let mut more = Vec::with_capacity(self.loaded.traces.len());
+        for (fi, tf) in self.loaded.traces.iter_mut().enumerate() {
+            more.push(tf.read_more(&mut recs, PASS));
+            grew[fi] |= !recs.is_empty();
+            queue(&mut self.queues[fi], recs.drain(..));
+        }
+        if first {
+            // Files whose first records are written now join, in name order, after the others.
+            let mut still = Vec::new();
+            for mut tf in std::mem::take(&mut self.waiting) {
+                let m = tf.read_more(&mut recs, PASS);
+                if tf.readable() {
+                    self.add_trace(tf, &mut recs);
+                    grew.push(true);
+                    more.push(m);
+                } else if let Some(e) = &tf.error {
+                    self.warnings.push(format!("{}: {e}; skipped", tf.path.display()));
+                } else {
+                    still.push(tf);
+                }
+            }
+            self.waiting = still;
+        }
+        more
+    }
+
+    /// The time up to which a refresh at `now` may apply items (see [`Session::refresh`]);
+    /// marks the processes that are gone.
+    fn settled(&mut self, now: u64, grew: &[bool]) -> u64 {
         // A trace whose first records are not written yet may still show anything.
         let mut shown = if self.waiting.is_empty() { u64::MAX } else { 0 };
         for (fi, q) in self.queues.iter_mut().enumerate() {
@@ -249,17 +325,7 @@ impl Session {
                 shown = shown.min(tf.last_ns);
             }
         }
-        self.apply(now.saturating_sub(GRACE_NS).max(shown));
-        Ok(())
-    }
-
-    /// Reads what was written since the last refresh and applies every item up to time `t_ns`,
-    /// everything up to it being written already (`u64::MAX`: all that was read). Processes
-    /// end only by their End record.
-    pub fn refresh_until(&mut self, t_ns: u64) -> Result<(), Error> {
-        self.read()?;
-        self.apply(t_ns);
-        Ok(())
+        now.saturating_sub(GRACE_NS).max(shown)
     }
 
     /// What is on each GPU now.
@@ -281,35 +347,6 @@ impl Session {
             s.warnings.extend(t.bad.warning(&t.path));
         }
         s
-    }
-
-    /// Finds new files, reads every file's new records and lines; per trace, whether it grew.
-    fn read(&mut self) -> Result<Vec<bool>, Error> {
-        self.discover()?;
-        let mut recs = Vec::new();
-        let mut grew = vec![false; self.loaded.traces.len()];
-        for (fi, tf) in self.loaded.traces.iter_mut().enumerate() {
-            tf.read_more(&mut recs);
-            grew[fi] = !recs.is_empty();
-            queue(&mut self.queues[fi], recs.drain(..));
-        }
-        // Files whose header is written now join, in name order, after those already read.
-        let mut still = Vec::new();
-        for mut tf in std::mem::take(&mut self.waiting) {
-            tf.read_more(&mut recs);
-            if tf.readable() {
-                self.add_trace(tf, &mut recs);
-                grew.push(true);
-            } else if let Some(e) = &tf.error {
-                self.warnings.push(format!("{}: {e}; skipped", tf.path.display()));
-            } else {
-                still.push(tf);
-            }
-        }
-        self.waiting = still;
-        self.read_sides();
-        self.symbolize();
-        Ok(grew)
     }
 
     fn discover(&mut self) -> Result<(), Error> {

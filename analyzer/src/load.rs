@@ -496,21 +496,22 @@ impl TraceFile {
         None
     }
 
-    /// Reads the records published since the last call, for a trace still being written: the
-    /// file is mapped again (it grew) and read from where the last call stopped, up to the
-    /// zero-filled space the writer reserved ahead (records not yet published) or a record the
-    /// mapping cuts (read next time). Events and markers are appended to `out`, not kept; the
-    /// rest joins the description. Pages read are handed back to the kernel, so resident
-    /// memory does not grow with the file. A corrupt record stops the file for good
-    /// (`error`); a file whose header is not written yet is read again next time.
-    pub(crate) fn read_more(&mut self, out: &mut Vec<Record>) {
+    /// Reads up to `limit` records published since the last call, for a trace still being
+    /// written: the file is mapped again when it grew and read from where the last call
+    /// stopped, up to the zero-filled space the writer reserved ahead (records not yet
+    /// published) or a record the mapping cuts (read next time). Events and markers are
+    /// appended to `out`, not kept; the rest joins the description. Pages read are handed back
+    /// to the kernel, so resident memory does not grow with the file. A corrupt record stops
+    /// the file for good (`error`); a file whose header is not written yet is read again next
+    /// time. Returns whether it stopped at `limit` (more may be there).
+    pub(crate) fn read_more(&mut self, out: &mut Vec<Record>, limit: usize) -> bool {
         if self.error.is_some() {
-            return;
+            return false;
         }
-        let Ok(file) = std::fs::File::open(&self.path) else { return };
+        let Ok(file) = std::fs::File::open(&self.path) else { return false };
         let len = file.metadata().map(|m| m.len()).unwrap_or(0);
         if len < FILE_HEADER_LEN as u64 {
-            return;
+            return false;
         }
         // A shared mapping shows what the writer stores into the file's pages: mapped again
         // only when the file grew.
@@ -520,21 +521,24 @@ impl TraceFile {
             // what lies before the zero-filled reserved tail is complete records.
             _ => match unsafe { memmap2::Mmap::map(&file) } {
                 Ok(d) => d,
-                Err(_) => return,
+                Err(_) => return false,
             },
         };
         if data[..8].iter().all(|&b| b == 0) {
             self.data = Some(data);
-            return; // created, header not written yet
+            return false; // created, header not written yet
         }
         let mut reader = match Reader::resume(&data, self.stop, self.notes) {
             Ok(r) => r,
             Err(e) => {
                 self.error = Some(e.to_string());
-                return;
+                return false;
             }
         };
-        while let Some(rec) = reader.next() {
+        let mut left = limit;
+        while left > 0 {
+            let Some(rec) = reader.next() else { break };
+            left -= 1;
             match rec {
                 Ok(r) => {
                     self.stop = reader.position();
@@ -551,6 +555,7 @@ impl TraceFile {
         self.bytes = len;
         advise(&data, libc_advice::DONTNEED, 0, self.stop & !0xfff);
         self.data = Some(data);
+        left == 0 && self.error.is_none()
     }
 }
 

@@ -314,3 +314,30 @@ fn a_refresh_applies_finished_traces_and_ends_processes_no_longer_running_here()
     assert_eq!(snap.devices[0].peak.total_bytes, 256 * MIB, "both processes, merged by time");
     assert_eq!(snap.devices[0].used_bytes, 0, "what both held went with them");
 }
+
+#[test]
+fn a_refresh_that_finds_a_long_burst_reads_it_in_bounded_passes_in_the_same_order() {
+    // Two processes, 80 k events each (more than one pass of a refresh): each takes 1 GiB for
+    // 0.2 ms every millisecond, the second half a millisecond after the first — never both at
+    // once. A pass that stopped reading one file between its allocation and its free must not
+    // apply the other's later ones before it: the peak stays 1 GiB.
+    let dir = TempDir::new("live-burst");
+    for (pid, offset) in [(501u32, 0), (502, MS / 2)] {
+        let mut t = Tr::new(pid);
+        t.at(T0 + offset);
+        for i in 0..40_000u64 {
+            t.ev(MS - MS / 5, Api::MemAlloc, |e| {
+                e.ptr = 0x1_0000_0000 + i * 0x1000;
+                e.size = GIB;
+            });
+            t.ev(MS / 5, Api::MemFree, |e| e.ptr = 0x1_0000_0000 + i * 0x1000);
+        }
+        t.write(dir.path());
+    }
+    let mut s = Session::new(dir.path(), Options::default());
+    s.refresh_until(u64::MAX).unwrap();
+    let got = s.snapshot();
+    assert_eq!(got.events, 160_000);
+    assert_eq!(got.devices[0].peak.total_bytes, GIB, "never both at once");
+    assert_eq!(without_warnings(got), without_warnings(snapshot_of(&load(&[dir.path().to_path_buf()]).unwrap(), &Options::default())));
+}
