@@ -4,15 +4,18 @@
 //! with `-- CMD`, the program: started under the shim as `run` starts it, its output kept in
 //! `output-<pid>.jsonl` only (on the terminal it would tear the view), the run directory kept.
 //!
-//! `q`, Esc or Ctrl-C quits; a program still running then is asked to stop (SIGTERM, SIGKILL
-//! after a few seconds) and its traces stay. The exit code is 0, or the program's own when it
-//! ended by itself before the view was closed.
+//! `q`, Esc or Ctrl-C quits, as do SIGINT, SIGTERM and SIGHUP (the terminal is restored either
+//! way); a program still running then is asked to stop (SIGTERM, SIGKILL after a few seconds)
+//! and its traces stay. The exit code is 0, or the program's own when it ended by itself before
+//! the view was closed.
 
 use crate::common::AnalysisArgs;
 use crate::run::{spawn_with, OutDir, ShimArgs, Traced};
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 use vramtrace_analyzer::live::Session;
 use vramtrace_trace::side;
@@ -45,6 +48,37 @@ fn interval(s: &str) -> Result<f64, String> {
         Ok(v) if (0.05..=60.0).contains(&v) => Ok(v),
         _ => Err(format!("'{s}' is not a number of seconds between 0.05 and 60")),
     }
+}
+
+/// Set by a signal that asks us to stop: the loop then quits as for `q`.
+static STOPPED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_: libc::c_int) {
+    STOPPED.store(true, Ordering::Relaxed);
+}
+
+/// How long the loop waits for a key before it looks at [`STOPPED`] again.
+const KEY_WAIT: Duration = Duration::from_millis(100);
+
+/// A line on stderr, which may be gone (the terminal hung up): never a panic.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "vramtrace: {line}");
+}
+
+/// The terminal's events, read on a thread of their own: crossterm's reader can spin forever on
+/// a terminal that hung up, and the loop must still see [`STOPPED`] (SIGHUP) and end. The
+/// channel closes when reading fails.
+fn terminal_events() -> mpsc::Receiver<Event> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        while let Ok(ev) = event::read() {
+            if tx.send(ev).is_err() {
+                break;
+            }
+        }
+    });
+    rx
 }
 
 /// The program `top -- CMD` runs, while it runs.
@@ -84,17 +118,22 @@ pub fn top(args: TopArgs) -> Result<ExitCode, String> {
             (out.path, Some(Program { traced: Some(traced), pid, exit: None }), Header { title, notes: vec![note] })
         }
     };
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: the handler only stores into an atomic, which is async-signal-safe.
+        unsafe { libc::signal(sig, on_stop_signal as *const () as libc::sighandler_t) };
+    }
     let mut session = Session::new(&dir, opts);
     let every = Duration::from_secs_f64(args.interval);
     let mut terminal = ratatui::try_init().map_err(|e| format!("cannot set up the terminal: {e}"))?;
     let shown = watch(&mut terminal, &mut session, &mut program, &header, every);
     ratatui::restore();
-    shown.map_err(|e| format!("terminal: {e}"))?;
+    // The program is stopped even when the terminal failed.
     let code = match program {
         Some(mut p) => stop(&mut p)?,
         None => 0,
     };
-    eprintln!("vramtrace: traces in {} (vramtrace report {0} for the full analysis)", dir.display());
+    shown.map_err(|e| format!("terminal: {e}"))?;
+    say(&format!("traces in {} (vramtrace report {0} for the full analysis)", dir.display()));
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
 }
 
@@ -102,6 +141,7 @@ pub fn top(args: TopArgs) -> Result<ExitCode, String> {
 fn watch(terminal: &mut ratatui::DefaultTerminal, session: &mut Session, program: &mut Option<Program>, header: &Header, every: Duration) -> std::io::Result<()> {
     let mut header = header.clone();
     let base_notes = header.notes.len();
+    let events = terminal_events();
     loop {
         let started = Instant::now();
         header.notes.truncate(base_notes);
@@ -124,11 +164,19 @@ fn watch(terminal: &mut ratatui::DefaultTerminal, session: &mut Session, program
         terminal.draw(|f| vramtrace_viewer::live::draw(f, &snapshot, &header))?;
         // Keys until the next refresh; a resize redraws at once.
         loop {
+            if STOPPED.load(Ordering::Relaxed) {
+                return Ok(());
+            }
             let left = every.saturating_sub(started.elapsed());
-            if left.is_zero() || !event::poll(left)? {
+            if left.is_zero() {
                 break;
             }
-            match event::read()? {
+            let ev = match events.recv_timeout(left.min(KEY_WAIT)) {
+                Ok(ev) => ev,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            };
+            match ev {
                 Event::Key(k) if k.kind != KeyEventKind::Release => {
                     let ctrl_c = k.code == KeyCode::Char('c') && k.modifiers.contains(KeyModifiers::CONTROL);
                     if ctrl_c || matches!(k.code, KeyCode::Char('q') | KeyCode::Char('Q') | KeyCode::Esc) {
@@ -150,7 +198,7 @@ fn stop(p: &mut Program) -> Result<i32, String> {
     let Some(mut traced) = p.traced.take() else { return Ok(0) };
     let ended_by_itself = p.exit.is_some() || matches!(traced.child.try_wait(), Ok(Some(_)));
     if !ended_by_itself {
-        eprintln!("vramtrace: stopping the program (pid {})", p.pid);
+        say(&format!("stopping the program (pid {})", p.pid));
         // SAFETY: kill(2) on the pid of our own child, which we have not reaped yet (so the pid
         // is still ours); no memory is involved.
         unsafe { libc::kill(p.pid as libc::pid_t, libc::SIGTERM) };

@@ -5,7 +5,6 @@
 //! figure is the snapshot's, every phrase the one the other outputs use ([`crate::words`]).
 
 use crate::colors::{category_color, VRAM_CATEGORIES};
-use crate::text::category_row;
 use crate::util::{clip, fmt_bytes, live_site_label, secs, shell_join, short_frame, thousands};
 use crate::words;
 use ratatui::layout::Rect;
@@ -75,7 +74,7 @@ fn device(out: &mut Vec<Line<'static>>, d: &LiveDevice) {
     out.push(Line::from(format!("  peak {} at +{}{}", fmt_bytes(d.peak.total_bytes), secs(d.peak.t_rel_ns), if d.runtime_included { String::new() } else { format!("; {}", words::runtime_not_included()) })));
     for (c, b) in d.live.sorted() {
         if c != Category::HostPinned {
-            out.push(Line::from(category_row(c, b, &d.live)));
+            out.push(Line::from(words::category_row(c, b, &d.live)));
         }
     }
     if !d.top_sites.is_empty() {

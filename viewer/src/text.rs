@@ -14,19 +14,6 @@ const WIDTH: usize = 140;
 const TOP_SITES: usize = 8;
 const OOMS: usize = 10;
 
-/// One category of a composition: name, bytes, share of the VRAM total, a bar of that share.
-pub(crate) fn category_row(c: Category, bytes: u64, of: &vramtrace_analyzer::Categories) -> String {
-    format!("  {:<16} {:>12} {:>6}  {}", c.name(), fmt_bytes(bytes), pct(of.share_pct(bytes)), bar(bytes, of.vram_total(), 30))
-}
-
-pub(crate) fn bar(part: u64, whole: u64, width: usize) -> String {
-    if whole == 0 {
-        return String::new();
-    }
-    let n = ((part as f64 / whole as f64) * width as f64).round() as usize;
-    "█".repeat(n.min(width))
-}
-
 /// Devices worth a section: some bytes, or a known capacity.
 fn shown(d: &DeviceReport) -> bool {
     d.peak.total_bytes > 0 || d.capacity_bytes.is_some()
@@ -70,7 +57,7 @@ fn devices(o: &mut String, r: &Report) {
             if c == Category::HostPinned {
                 continue;
             }
-            let _ = writeln!(o, "{}", category_row(c, b, &d.peak.by_category));
+            let _ = writeln!(o, "{}", words::category_row(c, b, &d.peak.by_category));
         }
         let f = &d.fragmentation;
         if f.vmm_reserved_peak_bytes > 0 || f.pool_retained_peak_bytes > 0 {

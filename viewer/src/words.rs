@@ -4,7 +4,7 @@
 //! `ProcessReport::exit_label`).
 
 use crate::util::{fmt_bytes, per_token, secs, thousands};
-use vramtrace_analyzer::{Fit, GrowthOom, GrowthReport, NeverFreed, Oom};
+use vramtrace_analyzer::{Categories, Category, Fit, GrowthOom, GrowthReport, NeverFreed, Oom};
 
 /// What every output says when no driver reading gave the runtime overhead, and why.
 pub const RUNTIME_NOT_INCLUDED: &str = "runtime overhead not included";
@@ -95,6 +95,20 @@ pub fn growth_oom(o: &GrowthOom) -> String {
         s.push_str(&format!(" (last completed step: {} tokens)", thousands(t.max(0) as u64)));
     }
     s
+}
+
+/// One category of a composition, as the terminal shows it: name, bytes, share of the VRAM
+/// total, and a bar of that share.
+pub fn category_row(c: Category, bytes: u64, of: &Categories) -> String {
+    format!("  {:<16} {:>12} {:>6}  {}", c.name(), fmt_bytes(bytes), crate::util::pct(of.share_pct(bytes)), bar(bytes, of.vram_total(), 30))
+}
+
+fn bar(part: u64, whole: u64, width: usize) -> String {
+    if whole == 0 {
+        return String::new();
+    }
+    let n = ((part as f64 / whole as f64) * width as f64).round() as usize;
+    "█".repeat(n.min(width))
 }
 
 /// `s` with its first letter upper-cased (a phrase above at the start of a sentence).

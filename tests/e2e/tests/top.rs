@@ -9,14 +9,14 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 use vramtrace_e2e::*;
 
-/// A tmux server of our own (its own socket), killed when dropped.
+/// A tmux server of our own (its own socket, one per test), killed when dropped.
 struct Tmux {
     socket: String,
 }
 
 impl Tmux {
-    fn start(width: u32, height: u32) -> Tmux {
-        let t = Tmux { socket: format!("vramtrace-top-test-{}", std::process::id()) };
+    fn start(test: &str, width: u32, height: u32) -> Tmux {
+        let t = Tmux { socket: format!("vramtrace-{test}-{}", std::process::id()) };
         let out = t.cmd(&["new-session", "-d", "-s", "top", "-x", &width.to_string(), "-y", &height.to_string(), "bash --norc --noprofile"]);
         assert!(out.status.success(), "tmux is needed for this test and could not start: {}", String::from_utf8_lossy(&out.stderr));
         t
@@ -67,7 +67,7 @@ fn top_shows_a_growing_run_live_and_q_restores_the_terminal() {
     let env = env();
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let tmux = Tmux::start(132, 40);
+    let tmux = Tmux::start("top-cmd", 132, 40);
     let line = format!(
         "cd {} && PS1='PROMPT> ' && LD_LIBRARY_PATH={} {} top --out run -- {} 60 200; echo TOP-EXIT=$?",
         dir.path().display(),
@@ -100,6 +100,71 @@ fn top_shows_a_growing_run_live_and_q_restores_the_terminal() {
     assert!(names.iter().any(|n| n.ends_with(".vtr")), "{names:?}");
     let output = names.iter().find(|n| n.starts_with("output-")).expect("output-<pid>.jsonl");
     assert!(std::fs::read_to_string(Path::new(&run).join(output)).unwrap().contains("STEP 1 "), "the program's output is kept in {output}");
+}
+
+#[test]
+fn top_watches_a_directory_being_written_and_a_signal_restores_the_terminal() {
+    let env = env();
+    let dir = tempfile::tempdir().unwrap();
+    let tmux = Tmux::start("top-dir", 132, 40);
+    // The program runs apart (`vramtrace run` in the background); top only watches its directory.
+    let line = format!(
+        "cd {} && PS1='PROMPT> ' && export LD_LIBRARY_PATH={}; {vt} run --quiet --out run -- {} 30 150 >/dev/null 2>&1 & sleep 0.3; {vt} top run; echo TOP-EXIT=$?",
+        dir.path().display(),
+        env.fake_dir.display(),
+        runner("growing").display(),
+        vt = env.vramtrace.display(),
+    );
+    tmux.send(&[&line, "Enter"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let first = tmux.wait_for("the first GPU figures", deadline, |s| in_use(s).is_some_and(|u| !u.starts_with("0 B")));
+    let before = in_use(&first).unwrap();
+    tmux.wait_for("the figures to change", deadline, |s| in_use(s).is_some_and(|u| u != before));
+    assert!(first.contains("vramtrace top — run"), "{first}");
+
+    // SIGTERM, as a service manager or `kill` sends it: the view closes as for `q`.
+    let pid = top_pid(&tmux);
+    // SAFETY: kill(2) on a process this test started (through its shell); no memory involved.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let exit_line = |s: &str| s.lines().find(|l| l.starts_with("TOP-EXIT=")).map(str::to_string);
+    let after = tmux.wait_for("top to exit", Instant::now() + Duration::from_secs(15), |s| exit_line(s).is_some());
+    assert_eq!(exit_line(&after).as_deref(), Some("TOP-EXIT=0"), "{after}");
+    for left in ["q quits", "┌", "in use"] {
+        assert!(!after.contains(left), "{left:?} left on the restored screen:\n{after}");
+    }
+    // The watched program was not ours to stop: it finishes on its own.
+    tmux.send(&["wait; echo BG-DONE", "Enter"]);
+    tmux.wait_for("the background run to finish", Instant::now() + Duration::from_secs(20), |s| s.lines().any(|l| l.starts_with("BG-DONE")));
+}
+
+/// The pid of `vramtrace top` running in the pane's shell.
+fn top_pid(tmux: &Tmux) -> i32 {
+    let shell = String::from_utf8_lossy(&tmux.cmd(&["display-message", "-p", "-t", "top", "#{pane_pid}"]).stdout).trim().to_string();
+    let top = Command::new("pgrep").args(["-P", &shell, "-f", "vramtrace top"]).output().unwrap();
+    String::from_utf8_lossy(&top.stdout).trim().parse().expect("the pid of vramtrace top")
+}
+
+fn running(pid: i32) -> bool {
+    // Not a zombie: a reaped or exited process reads as gone.
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.rsplit(')').next().is_some_and(|r| !r.trim_start().starts_with('Z')))
+}
+
+#[test]
+fn top_ends_and_stops_its_program_when_the_terminal_hangs_up() {
+    let env = env();
+    let dir = tempfile::tempdir().unwrap();
+    let tmux = Tmux::start("top-hup", 100, 30);
+    let line = format!("cd {} && LD_LIBRARY_PATH={} {} top --out run -- {} 200 100", dir.path().display(), env.fake_dir.display(), env.vramtrace.display(), runner("growing").display());
+    tmux.send(&[&line, "Enter"]);
+    let screen = tmux.wait_for("the first GPU figures", Instant::now() + Duration::from_secs(20), |s| in_use(s).is_some());
+    let program: i32 = screen.split("(pid ").nth(1).and_then(|r| r.split(')').next()).and_then(|p| p.parse().ok()).expect("the program's pid in the title");
+    let top = top_pid(&tmux);
+    drop(tmux); // the terminal goes away
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while running(top) || running(program) {
+        assert!(Instant::now() < deadline, "top (running: {}) or its program (running: {}) outlived the terminal", running(top), running(program));
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]
