@@ -10,10 +10,15 @@
 //!    [`attribute`] what each allocation is; nothing there touches the file system.
 //! 4. The [`Report`] (serde) is what `vramtrace report --json` writes (docs/report-schema.md)
 //!    and [`Report::from_json`] reads back.
+//!
+//! A run still in progress is read by a [`live::Session`] instead: it reads what the traces
+//! gained since its last refresh, feeds it to the same memory model, and shows a
+//! [`live::Snapshot`] of what is on each GPU now.
 
 pub mod attribute;
 pub mod diff;
 pub mod growth;
+pub mod live;
 pub mod load;
 mod model;
 pub mod pyframes;
@@ -122,6 +127,15 @@ impl Symbols {
     pub fn frame(&self, file: usize, addr: u64) -> Option<&Frame> {
         self.files.get(file)?.get(&addr)
     }
+
+    /// Records the frame of `addr` in trace `file` (a live session symbolizes stacks as they
+    /// appear).
+    pub(crate) fn insert(&mut self, file: usize, addr: u64, frame: Frame) {
+        if self.files.len() <= file {
+            self.files.resize_with(file + 1, HashMap::new);
+        }
+        self.files[file].insert(addr, frame);
+    }
 }
 
 /// Loads traces (files or directories, with their side files) and symbolizes their stacks.
@@ -135,7 +149,7 @@ pub fn load(paths: &[PathBuf]) -> Result<Loaded, Error> {
 /// Replays the loaded traces through the memory model, then derives the summary figures
 /// ([`summary::finalize`]). Pure: no I/O.
 pub fn analyze(loaded: &Loaded, opts: &Options) -> Report {
-    let mut report = model::Engine::new(loaded, opts).run();
+    let mut report = model::Engine::new(loaded, opts).run(loaded);
     summary::finalize(&mut report);
     report
 }

@@ -52,7 +52,9 @@ pub struct TraceFile {
     /// End of the last record the scan decoded: the event pass stops here, so both passes
     /// agree on where a damaged file ends.
     stop: usize,
-    data: memmap2::Mmap,
+    progress: Progress,
+    /// The mapping (absent until a growing file was first read).
+    data: Option<memmap2::Mmap>,
 }
 
 /// A trace's Python records: what the interpreter was, and the code objects and stacks events
@@ -67,12 +69,13 @@ pub struct PythonRecords {
 impl TraceFile {
     /// The raw bytes (the memory map).
     pub fn data(&self) -> &[u8] {
-        &self.data
+        self.data.as_deref().unwrap_or(&[])
     }
 
     /// Streams the events of this file in file order, stopping where the scan stopped.
     pub fn events(&self) -> EventIter<'_> {
-        EventIter::new(&self.data[..self.stop.min(self.data.len())])
+        let data = self.data();
+        EventIter::new(&data[..self.stop.min(data.len())])
     }
 }
 
@@ -338,7 +341,7 @@ fn distinct_paths<T>(items: Vec<(PathBuf, T)>, warnings: &mut Vec<String>) -> Ve
 impl TraceFile {
     /// What a reader of the report should know about this file: damage, a cut recording, calls
     /// not recorded, functions this vramtrace does not know.
-    fn warnings(&self) -> Vec<String> {
+    pub(crate) fn warnings(&self) -> Vec<String> {
         let p = self.path.display();
         let mut w = Vec::new();
         if let Some(e) = &self.error {
@@ -392,32 +395,71 @@ fn places_device_memory(e: &EventRec) -> bool {
             || matches!(kind, ApiKind::Alloc | ApiKind::AllocManaged | ApiKind::AllocAsync | ApiKind::Create | ApiKind::AddressReserve | ApiKind::Map | ApiKind::CtxCreate))
 }
 
-/// What the scan keeps of one file while it walks the records.
+/// Scan progress of a file that is not in [`TraceFile`]'s public description.
 #[derive(Default)]
-struct ScanState {
-    info: Option<Info>,
-    modules: Vec<Module>,
-    stacks: HashMap<u32, Vec<u64>>,
-    markers: Vec<Marker>,
-    end_ns: Option<u64>,
-    events: u64,
-    unknown_functions: u64,
-    first_ns: Option<u64>,
-    last_ns: u64,
+struct Progress {
+    /// An Info record was read (else `info` is a placeholder with the pid of the file name).
+    has_info: bool,
+    /// An event or marker time was seen (else the time range is the process start).
+    timed: bool,
+    /// Time of the previous event, to count events that go back in time.
     prev: u64,
-    out_of_order: u64,
-    devices: Vec<i32>,
-    gpus: Vec<vramtrace_trace::DeviceInfo>,
-    python: PythonRecords,
 }
 
-impl ScanState {
+impl TraceFile {
+    /// A file with nothing read yet (the scan's start, or a trace still being written before
+    /// its first [`TraceFile::read_more`]): the pid comes from the file name until the Info
+    /// record.
+    pub(crate) fn blank(path: &Path) -> TraceFile {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        TraceFile {
+            path: path.to_path_buf(),
+            info: Info { pid: side::pid_of_trace_file(name).unwrap_or(0), ..Info::default() },
+            modules: Vec::new(),
+            stacks: HashMap::new(),
+            markers: Vec::new(),
+            end_ns: None,
+            truncated: false,
+            error: None,
+            events: 0,
+            first_ns: 0,
+            last_ns: 0,
+            out_of_order: 0,
+            bytes: 0,
+            devices: Vec::new(),
+            gpus: Vec::new(),
+            unknown_functions: 0,
+            notes: Notes::default(),
+            python: PythonRecords::default(),
+            stop: FILE_HEADER_LEN,
+            progress: Progress::default(),
+            data: None,
+        }
+    }
+
+    /// When the process started: its start time, else its first event or marker (`None` before
+    /// either was read).
+    pub(crate) fn start_ns(&self) -> Option<u64> {
+        let mono = (self.info.mono_ns > 0).then_some(self.info.mono_ns);
+        let first = self.progress.timed.then_some(self.first_ns);
+        mono.into_iter().chain(first).min()
+    }
+
+    /// A process record, an event or a marker was read: what the scan needs to take a file
+    /// for a trace.
+    pub(crate) fn readable(&self) -> bool {
+        self.progress.has_info || self.progress.timed
+    }
+
     fn saw_time(&mut self, t: u64) {
-        self.first_ns = Some(self.first_ns.map_or(t, |f| f.min(t)));
+        self.first_ns = if self.progress.timed { self.first_ns.min(t) } else { t };
+        self.progress.timed = true;
         self.last_ns = self.last_ns.max(t);
     }
 
-    fn take(&mut self, rec: Record) {
+    /// Takes one record into the file's description; events and markers are handed back (the
+    /// scan keeps the markers, a live reader streams both).
+    fn take(&mut self, rec: Record) -> Option<Record> {
         match rec {
             Record::Event(e) => {
                 self.events += 1;
@@ -427,14 +469,18 @@ impl ScanState {
                 } else if places_device_memory(&e) && !self.devices.contains(&e.device) {
                     self.devices.push(e.device);
                 }
-                if e.t_ns < self.prev {
+                if e.t_ns < self.progress.prev {
                     self.out_of_order += 1;
                 }
-                self.prev = e.t_ns;
+                self.progress.prev = e.t_ns;
                 self.saw_time(e.t_ns);
+                return Some(Record::Event(e));
             }
             Record::Info(i) => {
-                self.info.get_or_insert(i);
+                if !self.progress.has_info {
+                    self.progress.has_info = true;
+                    self.info = i;
+                }
             }
             Record::Module(m) => self.modules.push(m),
             Record::Stack { id, frames } => {
@@ -442,7 +488,7 @@ impl ScanState {
             }
             Record::Marker(m) => {
                 self.saw_time(m.t_ns);
-                self.markers.push(m);
+                return Some(Record::Marker(m));
             }
             Record::End(e) => {
                 self.end_ns = Some(e.t_ns);
@@ -460,6 +506,69 @@ impl ScanState {
             // The reader gathers them in its notes.
             Record::Lost(_) | Record::Cut(_) => {}
         }
+        None
+    }
+
+    /// Reads up to `limit` records published since the last call, for a trace still being
+    /// written: the file is mapped again when it grew and read from where the last call
+    /// stopped, up to the zero-filled space the writer reserved ahead (records not yet
+    /// published) or a record the mapping cuts (read next time). Events and markers are
+    /// appended to `out`, not kept; the rest joins the description. Pages read are handed back
+    /// to the kernel, so resident memory does not grow with the file. A corrupt record stops
+    /// the file for good (`error`); a file whose header is not written yet is read again next
+    /// time. Returns whether it stopped at `limit` (more may be there).
+    pub(crate) fn read_more(&mut self, out: &mut Vec<Record>, limit: usize) -> bool {
+        if self.error.is_some() {
+            return false;
+        }
+        let Ok(file) = std::fs::File::open(&self.path) else { return false };
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        if len < FILE_HEADER_LEN as u64 {
+            return false;
+        }
+        // A shared mapping shows what the writer stores into the file's pages: mapped again
+        // only when the file grew.
+        let data = match self.data.take() {
+            Some(d) if d.len() as u64 == len => d,
+            // SAFETY: read-only mapping of a trace the shim only appends to (never shrinks):
+            // what lies before the zero-filled reserved tail is complete records.
+            _ => match unsafe { memmap2::Mmap::map(&file) } {
+                Ok(d) => d,
+                Err(_) => return false,
+            },
+        };
+        if data[..8].iter().all(|&b| b == 0) {
+            self.data = Some(data);
+            return false; // created, header not written yet
+        }
+        let mut reader = match Reader::resume(&data, self.stop, self.notes) {
+            Ok(r) => r,
+            Err(e) => {
+                self.error = Some(e.to_string());
+                return false;
+            }
+        };
+        let mut left = limit;
+        while left > 0 {
+            let Some(rec) = reader.next() else { break };
+            left -= 1;
+            match rec {
+                Ok(r) => {
+                    self.stop = reader.position();
+                    out.extend(self.take(r));
+                }
+                Err(e) => {
+                    self.error = Some(e.to_string());
+                    self.truncated = true;
+                    break;
+                }
+            }
+        }
+        self.notes = reader.notes();
+        self.bytes = len;
+        advise(&data, libc_advice::DONTNEED, 0, self.stop & !0xfff);
+        self.data = Some(data);
+        left == 0 && self.error.is_none()
     }
 }
 
@@ -475,19 +584,19 @@ fn scan(path: &Path) -> Result<TraceFile, String> {
     let mut reader = Reader::new(&data).map_err(|e| format!("{}: {e}", path.display()))?;
     advise(&data, libc_advice::SEQUENTIAL, 0, data.len());
 
-    let mut st = ScanState::default();
-    let mut error = None;
+    let mut tf = TraceFile::blank(path);
     let mut released = 0usize;
     let mut populated = 0usize;
-    let mut stop = FILE_HEADER_LEN;
     while let Some(rec) = reader.next() {
         match rec {
             Ok(r) => {
-                stop = reader.position();
-                st.take(r);
+                tf.stop = reader.position();
+                if let Some(Record::Marker(m)) = tf.take(r) {
+                    tf.markers.push(m);
+                }
             }
             Err(e) => {
-                error = Some(e.to_string());
+                tf.error = Some(e.to_string());
                 break;
             }
         }
@@ -503,39 +612,18 @@ fn scan(path: &Path) -> Result<TraceFile, String> {
             released = end;
         }
     }
-    let truncated = matches!(reader.tail(), Tail::Truncated { .. }) || error.is_some();
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    let info = match st.info.take() {
-        Some(i) => i,
-        None if st.events == 0 && st.markers.is_empty() => return Err(format!("{}: no process record and no events", path.display())),
-        None => Info { pid: side::pid_of_trace_file(name).unwrap_or(0), ..Info::default() },
-    };
-    let (first_ns, last_ns) = match st.first_ns {
-        Some(f) => (f, st.last_ns),
-        None => (info.mono_ns, st.last_ns.max(info.mono_ns)),
-    };
-    st.markers.sort_by_key(|m| m.t_ns);
-    st.devices.sort_unstable();
-    Ok(TraceFile {
-        path: path.to_path_buf(),
-        info,
-        modules: st.modules,
-        stacks: st.stacks,
-        markers: st.markers,
-        end_ns: st.end_ns,
-        truncated,
-        error,
-        events: st.events,
-        unknown_functions: st.unknown_functions,
-        notes: reader.notes(),
-        python: st.python,
-        first_ns,
-        last_ns,
-        out_of_order: st.out_of_order,
-        bytes: len,
-        devices: st.devices,
-        gpus: st.gpus,
-        stop,
-        data,
-    })
+    tf.truncated = matches!(reader.tail(), Tail::Truncated { .. }) || tf.error.is_some();
+    if !tf.progress.has_info && tf.events == 0 && tf.markers.is_empty() {
+        return Err(format!("{}: no process record and no events", path.display()));
+    }
+    if !tf.progress.timed {
+        tf.first_ns = tf.info.mono_ns;
+        tf.last_ns = tf.last_ns.max(tf.info.mono_ns);
+    }
+    tf.markers.sort_by_key(|m| m.t_ns);
+    tf.devices.sort_unstable();
+    tf.notes = reader.notes();
+    tf.bytes = len;
+    tf.data = Some(data);
+    Ok(tf)
 }

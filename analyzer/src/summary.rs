@@ -5,17 +5,22 @@
 //!
 //! Pure and idempotent: it reads only the report, and running it twice changes nothing.
 
-use crate::report::{NeverFreed, Report, Summary};
+use crate::report::{GrowthReport, NeverFreed, Report, Summary};
 use crate::Categories;
 use std::collections::BTreeSet;
 
 /// Fills `r.summary` and puts every growth report's fits steepest first.
 pub fn finalize(r: &mut Report) {
     for g in &mut r.growth {
-        // Stable: equal slopes keep the analyzer's category order.
-        g.fits.sort_by(|a, b| b.fit.slope_bytes_per_token.abs().total_cmp(&a.fit.slope_bytes_per_token.abs()));
+        order_fits(g);
     }
     r.summary = Summary { root_pid: root_pid(r), never_freed: never_freed(r), anomaly_count: r.anomalies.iter().map(|a| a.count).sum(), logged_by_category: logged(r) };
+}
+
+/// Puts a growth report's fits steepest first (by |slope|; stable, so equal slopes keep the
+/// analyzer's category order).
+pub fn order_fits(g: &mut GrowthReport) {
+    g.fits.sort_by(|a, b| b.fit.slope_bytes_per_token.abs().total_cmp(&a.fit.slope_bytes_per_token.abs()));
 }
 
 /// The earliest started process whose parent is not traced (the command the user ran); the

@@ -49,6 +49,23 @@ pub fn load_and_analyze(paths: &[PathBuf], opts: &Options, what: &str) -> Result
     Ok(report)
 }
 
+/// The analysis options a command takes (`report`, `top`).
+#[derive(clap::Args)]
+pub struct AnalysisArgs {
+    /// A rules file (TOML) whose rules take precedence over the built-in attribution rules.
+    #[arg(long)]
+    pub rules: Option<PathBuf>,
+    /// Device capacity to assume instead of the driver's reported total (e.g. 24GiB).
+    #[arg(long, value_parser = positive_size, allow_hyphen_values = true)]
+    pub vram: Option<u64>,
+}
+
+impl AnalysisArgs {
+    pub fn options(&self) -> Result<Options, String> {
+        options(self.rules.as_deref(), self.vram)
+    }
+}
+
 /// Analysis options from `--rules` and `--vram`.
 pub fn options(rules: Option<&Path>, vram: Option<u64>) -> Result<Options, String> {
     let rules = rules.map(|r| Rules::load(r).map_err(|e| e.to_string())).transpose()?;

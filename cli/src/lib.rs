@@ -6,6 +6,7 @@
 //! - `run`: a program under the shim, its output captured beside its traces;
 //! - `report`, `events`, `diff`: analyse, print, compare;
 //! - `sweep`: drive an OpenAI-compatible server and measure growth per token;
+//! - `top`: a live view of a run in progress (a directory, or a program it runs like `run`);
 //! - `shim`: where the shim library is (embedded at build time, written out on first use);
 //! - `common`: what they share (warnings, output paths, argument parsers, exit codes).
 
@@ -16,3 +17,4 @@ pub mod report;
 pub mod run;
 pub mod shim;
 pub mod sweep;
+pub mod top;

@@ -4,7 +4,7 @@
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use vramtrace_cli::{diff, events, report, run, shim, sweep};
+use vramtrace_cli::{diff, events, report, run, shim, sweep, top};
 
 #[derive(Parser)]
 #[command(name = "vramtrace", version, about = "Explain every byte of GPU memory a CUDA program uses")]
@@ -21,6 +21,8 @@ enum Cmd {
     Report(report::ReportArgs),
     /// Measure memory growth per token of context against an OpenAI-compatible server.
     Sweep(sweep::SweepArgs),
+    /// Watch a run live: per GPU what is in use, by category and call site, growth, OOMs.
+    Top(top::TopArgs),
     /// Compare two runs: what grew, what shrank, new and vanished call sites; a CI gate.
     Diff(diff::DiffArgs),
     /// Print the path of the shim library to preload by hand: `LD_PRELOAD=$(vramtrace shim) prog`.
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
         Cmd::Report(args) => report::report(args),
         Cmd::Sweep(args) => sweep::sweep(args),
         Cmd::Diff(args) => diff::diff(args),
+        Cmd::Top(args) => top::top(args),
         Cmd::Shim => shim::find(None).map(|p| {
             println!("{}", p.display());
             ExitCode::SUCCESS

@@ -1,7 +1,7 @@
 //! `vramtrace report PATH...`: analyse traces, print the terminal summary, write the report
 //! bundle (`-o DIR`) and the JSON report (`--json FILE|-`).
 
-use crate::common::{load_and_analyze, options, positive_size, prepare_out_dir, JsonTarget};
+use crate::common::{load_and_analyze, prepare_out_dir, AnalysisArgs, JsonTarget};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use vramtrace_analyzer::{Options, Report};
@@ -20,12 +20,8 @@ pub struct ReportArgs {
     /// Write report.html, one SVG and one PNG per chart, summary.md and report.json here.
     #[arg(long, short = 'o')]
     pub out: Option<PathBuf>,
-    /// A rules file (TOML) whose rules take precedence over the built-in attribution rules.
-    #[arg(long)]
-    pub rules: Option<PathBuf>,
-    /// Device capacity to assume instead of the driver's reported total (e.g. 24GiB).
-    #[arg(long, value_parser = positive_size, allow_hyphen_values = true)]
-    pub vram: Option<u64>,
+    #[command(flatten)]
+    pub analysis: AnalysisArgs,
 }
 
 /// The terminal summary `vramtrace run` prints at the end.
@@ -43,7 +39,7 @@ pub fn render(report: &Report, dir: &Path) -> Result<(), String> {
 }
 
 pub fn report(args: ReportArgs) -> Result<ExitCode, String> {
-    let opts = options(args.rules.as_deref(), args.vram)?;
+    let opts = args.analysis.options()?;
     // Output paths are checked before the analysis, which can take minutes.
     let json = args.json.as_deref().map(|j| JsonTarget::check(j, args.force)).transpose()?;
     if let Some(dir) = &args.out {

@@ -14,19 +14,26 @@ pub struct RunArgs {
     /// Directory for the traces and the captured output (created if missing).
     #[arg(long, short)]
     pub out: Option<PathBuf>,
-    /// The shim library (default: $VRAMTRACE_SHIM, a libvramtrace.so beside this executable,
-    /// else the copy built into vramtrace).
-    #[arg(long)]
-    pub shim: Option<PathBuf>,
-    /// Call-stack depth recorded per event (0 = no stacks, at most 128).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=vramtrace_trace::record::MAX_STACK_DEPTH as i64))]
-    pub stack_depth: Option<u32>,
+    #[command(flatten)]
+    pub shim: ShimArgs,
     /// Do not print the summary at the end.
     #[arg(long)]
     pub quiet: bool,
     /// The program and its arguments.
     #[arg(last = true, required = true)]
     pub cmd: Vec<String>,
+}
+
+/// How a program is started under the shim (`run`, `sweep`, `top -- CMD`).
+#[derive(clap::Args)]
+pub struct ShimArgs {
+    /// The shim library (default: $VRAMTRACE_SHIM, a libvramtrace.so beside this executable,
+    /// else the copy built into vramtrace).
+    #[arg(long = "shim", value_name = "SHIM")]
+    pub path: Option<PathBuf>,
+    /// Call-stack depth recorded per event (0 = no stacks, at most 128).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=vramtrace_trace::record::MAX_STACK_DEPTH as i64))]
+    pub stack_depth: Option<u32>,
 }
 
 /// The directory a run or a sweep writes to.
@@ -87,7 +94,8 @@ pub fn spawn(cmd: &[String], shim: &Path, out: &Path, stack_depth: Option<u32>) 
 }
 
 /// [`spawn`], choosing whether the program's output also passes through to ours (`sweep` keeps
-/// it off while its progress bar owns the terminal); `output-<pid>.jsonl` is written either way.
+/// it off while its progress bar owns the terminal, `top` while its view does; the program then
+/// reads no input from the terminal either); `output-<pid>.jsonl` is written either way.
 pub fn spawn_with(cmd: &[String], shim: &Path, out: &Path, stack_depth: Option<u32>, passthrough: bool) -> Result<Traced, String> {
     let mut preload = shim.display().to_string();
     if let Ok(old) = std::env::var("LD_PRELOAD") {
@@ -99,6 +107,9 @@ pub fn spawn_with(cmd: &[String], shim: &Path, out: &Path, stack_depth: Option<u
     c.args(&cmd[1..]).env("LD_PRELOAD", preload).env("VRAMTRACE_DIR", out).stdout(Stdio::piped()).stderr(Stdio::piped());
     if let Some(d) = stack_depth {
         c.env("VRAMTRACE_STACK_DEPTH", d.to_string());
+    }
+    if !passthrough {
+        c.stdin(Stdio::null());
     }
     let mut child = c.spawn().map_err(|e| format!("cannot start {}: {e}", cmd[0]))?;
     let log = out.join(side::output_file_name(child.id()));
@@ -169,15 +180,20 @@ impl Traced {
         for t in self.tees {
             let _ = t.join();
         }
-        use std::os::unix::process::ExitStatusExt;
-        Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+        Ok(exit_code(status))
     }
 }
 
+/// A program's exit status as a shell reports it (128 + the signal that killed it).
+pub fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
 pub fn run(args: RunArgs) -> Result<ExitCode, String> {
-    let shim = crate::shim::find(args.shim.as_deref())?;
+    let shim = crate::shim::find(args.shim.path.as_deref())?;
     let out = OutDir::prepare(args.out, "run")?;
-    let traced = spawn(&args.cmd, &shim, &out.path, args.stack_depth).inspect_err(|_| out.discard_if_empty())?;
+    let traced = spawn(&args.cmd, &shim, &out.path, args.shim.stack_depth).inspect_err(|_| out.discard_if_empty())?;
     // Ctrl-C goes to the whole foreground group: let the program handle it, and stay alive to
     // report on whatever it recorded.
     // SAFETY: SIG_IGN is a valid disposition and installing it has no preconditions.

@@ -6,7 +6,7 @@
 # LIB_DIR as its RUNPATH, so it runs without LD_LIBRARY_PATH (which still takes precedence).
 # CC and CFLAGS are honoured. Without PROGRAMs it builds, in OUT_DIR:
 #   linked dlsym cudart_replay lookups llama_shaped llama_shaped_stripped libinterposer.so forker
-#   crasher threads steady fds race spawn exits secure reload py_embed libpy_worker.so
+#   crasher threads steady growing fds race spawn exits secure reload py_embed libpy_worker.so
 # and, for the hostile-environment tests, the lock-free stub driver stub/libcuda.so.1 (+ the
 # libcuda.so link) with the runners that need it, linked against it: sigcall forkstorm.
 # `cudart` (linked against NVIDIA's libcudart.so.12, which LIB_DIR must then hold) is built only
@@ -56,6 +56,7 @@ build() {
     libpy_worker.so) "$cc" "${cflags[@]}" -shared -fPIC -pthread -o "$out/$1" "$src/py_worker.c" -ldl ;;
     threads) "$cc" "${cflags[@]}" -O2 -pthread -o "$out/$1" "$src/$1.c" "${link[@]}" ;;
     steady) "$cc" "${cflags[@]}" -O2 -o "$out/$1" "$src/$1.c" "${link[@]}" ;;
+    growing) "$cc" "${cflags[@]}" -O1 -o "$out/$1" "$src/$1.c" "${link[@]}" ;;
     race) "$cc" "${cflags[@]}" -O2 -pthread -o "$out/$1" "$src/$1.c" "${link[@]}" -ldl ;;
     secure) "$cc" "${cflags[@]}" -o "$out/$1" "$src/$1.c" -ldl ;;
     sigcall) "$cc" "${cflags[@]}" -O2 -o "$out/$1" "$src/$1.c" "${stub[@]}" -ldl -lrt ;;
@@ -70,7 +71,7 @@ build() {
 
 if [ $# -eq 0 ]; then
   set -- linked dlsym cudart_replay lookups llama_shaped libinterposer.so forker crasher threads \
-    steady fds race spawn exits secure reload sigcall forkstorm py_embed libpy_worker.so
+    steady growing fds race spawn exits secure reload sigcall forkstorm py_embed libpy_worker.so
 fi
 case " $* " in *" sigcall "* | *" forkstorm "*) stub_driver ;; esac
 for p in "$@"; do build "$p"; done

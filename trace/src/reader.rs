@@ -219,6 +219,19 @@ impl<'a> Reader<'a> {
         Ok(Reader { data, pos: FILE_HEADER_LEN, tail: Tail::Open, notes: Notes::default() })
     }
 
+    /// A reader that continues where an earlier one over a shorter copy of the same file stopped
+    /// (a trace still being written, mapped again once it grew): `pos` is that reader's
+    /// [`Reader::position`] and `notes` its [`Reader::notes`]. A `pos` before the first record or
+    /// not on a record boundary (not a multiple of 8) starts at the first record.
+    pub fn resume(data: &'a [u8], pos: usize, notes: Notes) -> Result<Self, TraceError> {
+        let mut r = Reader::new(data)?;
+        if pos > FILE_HEADER_LEN && pos.is_multiple_of(8) {
+            r.pos = pos.min(data.len());
+        }
+        r.notes = notes;
+        Ok(r)
+    }
+
     /// How the stream ended; meaningful once the iterator returned `None`.
     pub fn tail(&self) -> Tail {
         self.tail

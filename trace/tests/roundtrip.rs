@@ -76,7 +76,7 @@ fn round_trip_every_record_kind() {
 #[test]
 fn zero_tail_is_a_clean_end() {
     let mut data = sample();
-    data.extend(std::iter::repeat(0).take(4096));
+    data.extend(std::iter::repeat_n(0, 4096));
     let (recs, tail, err) = records(&data);
     assert_eq!((recs.len(), tail, err.is_none()), (7, Tail::Clean, true));
 }
@@ -289,4 +289,36 @@ fn an_unknown_function_id_is_read_past() {
     assert_eq!((tail, err.is_none(), recs.len()), (Tail::Clean, true, 4));
     assert!(matches!(&recs[1], Record::Event(e) if e.api == 999));
     assert!(matches!(&recs[2], Record::Event(e) if e.size == 4096));
+}
+
+#[test]
+fn a_resumed_reader_continues_a_growing_file_where_the_last_one_stopped() {
+    let full = sample();
+    let (all, _, _) = records(&full);
+    // The file as the shim grows it, record by record: beyond the last published record, the
+    // next one's payload may be written already, its header word (stored last) still zero, then
+    // the reserved zeros. Each reader resumes at the previous one's position, notes carried;
+    // together they read the file once.
+    let mut ends = vec![16];
+    let mut r = Reader::new(&full).unwrap();
+    while let Some(Ok(_)) = r.next() {
+        ends.push(r.position());
+    }
+    let mut got = Vec::new();
+    let (mut pos, mut notes) = (0, Notes::default());
+    for (i, &cut) in ends.iter().enumerate() {
+        let mut grown = full.clone();
+        grown.resize(full.len() + 64, 0);
+        let next = ends.get(i + 1).copied().unwrap_or(cut);
+        grown[cut..(cut + 8).min(next.max(cut))].fill(0);
+        grown[next..].fill(0);
+        let mut r = Reader::resume(&grown, pos, notes).unwrap();
+        for rec in r.by_ref() {
+            got.push(rec.unwrap());
+        }
+        assert_eq!(r.tail(), Tail::Clean, "a record not yet written is the reserved tail, not damage (cut {cut})");
+        (pos, notes) = (r.position(), r.notes());
+    }
+    assert_eq!(got, all);
+    assert!(Reader::resume(&[0u8; 64], 16, Notes::default()).is_err(), "the header is still checked");
 }

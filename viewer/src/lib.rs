@@ -6,7 +6,8 @@
 //! Layers, each importing only those above it: [`util`], [`colors`], [`downsample`], [`words`],
 //! [`markup`] → [`charts`](mod@charts) → [`bundle`] (the one render pipeline) → the outputs: [`text`],
 //! [`markdown`], [`html`], [`render`] (report bundle), [`diff`] (diff outputs and bundle),
-//! [`events`] and [`sweep`] (the `events` and `sweep` commands' lines).
+//! [`events`] and [`sweep`] (the `events` and `sweep` commands' lines), [`live`] (the view of
+//! `vramtrace top`, drawn from a live snapshot rather than a report).
 
 pub mod bundle;
 pub mod charts;
@@ -15,6 +16,7 @@ pub mod diff;
 pub mod downsample;
 pub mod events;
 pub mod html;
+pub mod live;
 pub mod markdown;
 pub mod markup;
 pub mod render;

@@ -14,14 +14,6 @@ const WIDTH: usize = 140;
 const TOP_SITES: usize = 8;
 const OOMS: usize = 10;
 
-fn bar(part: u64, whole: u64, width: usize) -> String {
-    if whole == 0 {
-        return String::new();
-    }
-    let n = ((part as f64 / whole as f64) * width as f64).round() as usize;
-    "█".repeat(n.min(width))
-}
-
 /// Devices worth a section: some bytes, or a known capacity.
 fn shown(d: &DeviceReport) -> bool {
     d.peak.total_bytes > 0 || d.capacity_bytes.is_some()
@@ -65,7 +57,7 @@ fn devices(o: &mut String, r: &Report) {
             if c == Category::HostPinned {
                 continue;
             }
-            let _ = writeln!(o, "  {:<16} {:>12} {:>6}  {}", c.name(), fmt_bytes(b), pct(d.peak.by_category.share_pct(b)), bar(b, d.peak.total_bytes, 30));
+            let _ = writeln!(o, "{}", words::category_row(c, b, &d.peak.by_category));
         }
         let f = &d.fragmentation;
         if f.vmm_reserved_peak_bytes > 0 || f.pool_retained_peak_bytes > 0 {
@@ -110,7 +102,7 @@ fn ooms(o: &mut String, r: &Report) {
     }
     let _ = writeln!(o, "\nOut-of-memory failures: {}", r.ooms.len());
     for x in r.ooms.iter().take(OOMS) {
-        let _ = writeln!(o, "  +{} pid {} {} {} {}: {} — {}", secs(x.t_rel_ns), x.pid, x.memory_label(), x.api, fmt_bytes(x.requested_bytes), x.verdict.label(), x.reason);
+        let _ = writeln!(o, "  {}", words::oom(x));
     }
     if r.ooms.len() > OOMS {
         let _ = writeln!(o, "  … and {} more", r.ooms.len() - OOMS);
@@ -119,23 +111,9 @@ fn ooms(o: &mut String, r: &Report) {
 
 fn growth(o: &mut String, r: &Report) {
     for g in &r.growth {
-        let mut parts: Vec<String> = g.fits.iter().filter(|f| f.fit.grows()).map(|f| format!("{} {}", f.category.name(), words::slope(&f.fit))).collect();
-        if parts.is_empty() {
-            parts.push("no growth".into());
-        }
-        let _ = writeln!(o, "\nGrowth per token, {} ({} points): {}", device_label(g.device), g.points.len(), parts.join(", "));
-        if let Some(t) = &g.total_fit {
-            let mut line = format!("  total {}", words::slope(t));
-            if let Some(n) = g.predicted_max_tokens {
-                let _ = write!(line, "; {}", words::predicted_oom(n));
-                if let Some(c) = g.capacity_bytes {
-                    let _ = write!(line, " (capacity {})", fmt_bytes(c));
-                }
-            }
-            if !g.runtime_included {
-                let _ = write!(line, "; {}", words::runtime_not_included());
-            }
-            let _ = writeln!(o, "{line}");
+        let _ = writeln!(o, "\nGrowth per token, {} ({} points): {}", device_label(g.device), g.points.len(), words::growth_fits(g));
+        if let Some(line) = words::growth_total(g) {
+            let _ = writeln!(o, "  {line}");
         }
         if let Some(oom) = &g.oom {
             let _ = writeln!(o, "  {}", words::growth_oom(oom));

@@ -124,10 +124,16 @@ pub fn short_frame(frame: &str) -> String {
 pub fn site_label(r: &Report, site: usize, rule: &str) -> String {
     let decided = r.attribution.iter().find(|a| a.site == site && a.rule == rule).and_then(|a| a.frame.clone());
     let s = r.sites.iter().find(|s| s.id == site).or_else(|| r.sites.get(site));
-    decided
-        .or_else(|| s.and_then(|s| s.frames.first().cloned()))
-        .or_else(|| s.map(|s| s.key.clone()).filter(|k| !k.is_empty()))
-        .unwrap_or_else(|| format!("site {site}"))
+    label_of(decided, s.map_or(&[], |s| s.frames.as_slice()), s.map_or("", |s| s.key.as_str())).unwrap_or_else(|| format!("site {site}"))
+}
+
+/// [`site_label`] of a live view's site.
+pub fn live_site_label(s: &vramtrace_analyzer::live::LiveSite) -> String {
+    label_of(s.frame.clone(), &s.frames, &s.key).unwrap_or_else(|| "(no stack)".into())
+}
+
+fn label_of(decided: Option<String>, frames: &[String], key: &str) -> Option<String> {
+    decided.or_else(|| frames.first().cloned()).or_else(|| Some(key.to_string()).filter(|k| !k.is_empty()))
 }
 
 /// For sites listed together whose labels (`site_label`) are the same, the innermost frame that

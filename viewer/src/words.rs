@@ -4,7 +4,7 @@
 //! `ProcessReport::exit_label`).
 
 use crate::util::{fmt_bytes, per_token, secs, thousands};
-use vramtrace_analyzer::{Fit, GrowthOom, NeverFreed};
+use vramtrace_analyzer::{Categories, Category, Fit, GrowthOom, GrowthReport, NeverFreed, Oom};
 
 /// What every output says when no driver reading gave the runtime overhead, and why.
 pub const RUNTIME_NOT_INCLUDED: &str = "runtime overhead not included";
@@ -38,6 +38,48 @@ pub fn slope(f: &Fit) -> String {
     format!("{} (R² {:.3})", per_token(f.slope_bytes_per_token), f.r2)
 }
 
+/// One failed allocation: `+1.900 s pid 7 GPU 0 cuMemCreate 1.00 GiB: device full — reason`.
+pub fn oom(x: &Oom) -> String {
+    format!("+{} pid {} {} {} {}: {} — {}", secs(x.t_rel_ns), x.pid, x.memory_label(), x.api, fmt_bytes(x.requested_bytes), x.verdict.label(), x.reason)
+}
+
+/// The growing categories of a growth report, steepest first: `kv_cache 32.0 KiB/token (R²
+/// 1.000), compute …`, or `no growth`.
+pub fn growth_fits(g: &GrowthReport) -> String {
+    let parts: Vec<String> = g.fits.iter().filter(|f| f.fit.grows()).map(|f| format!("{} {}", f.category.name(), slope(&f.fit))).collect();
+    if parts.is_empty() {
+        "no growth".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// The total's fit: `total 34.0 KiB/token (R² 0.999); predicted out of memory at ≈ N tokens
+/// (capacity 8.00 GiB)`, with the runtime caveat when no driver reading gave it.
+pub fn growth_total(g: &GrowthReport) -> Option<String> {
+    let t = g.total_fit.as_ref()?;
+    let mut line = format!("total {}", slope(t));
+    if let Some(n) = g.predicted_max_tokens {
+        line.push_str(&format!("; {}", predicted_oom(n)));
+        if let Some(c) = g.capacity_bytes {
+            line.push_str(&format!(" (capacity {})", fmt_bytes(c)));
+        }
+    }
+    if !g.runtime_included {
+        line.push_str(&format!("; {}", runtime_not_included()));
+    }
+    Some(line)
+}
+
+/// What a GPU has in use now: `3.50 GiB of 8.00 GiB (43.8%) in use`, or `3.50 GiB in use
+/// (capacity unknown)`.
+pub fn in_use(used: u64, capacity: Option<u64>, pct: Option<f64>) -> String {
+    match capacity {
+        Some(c) => format!("{} of {} ({}) in use", fmt_bytes(used), fmt_bytes(c), crate::util::pct(pct)),
+        None => format!("{} in use (capacity unknown)", fmt_bytes(used)),
+    }
+}
+
 /// `predicted out of memory at ≈ 51,681 tokens`; at 0 tokens, that nothing fits at all.
 pub fn predicted_oom(tokens: u64) -> String {
     if tokens == 0 {
@@ -59,6 +101,20 @@ pub fn growth_oom(o: &GrowthOom) -> String {
         s.push_str(&format!(" (last completed step: {} tokens)", thousands(t.max(0) as u64)));
     }
     s
+}
+
+/// One category of a composition, as the terminal shows it: name, bytes, share of the VRAM
+/// total, and a bar of that share.
+pub fn category_row(c: Category, bytes: u64, of: &Categories) -> String {
+    format!("  {:<16} {:>12} {:>6}  {}", c.name(), fmt_bytes(bytes), crate::util::pct(of.share_pct(bytes)), bar(bytes, of.vram_total(), 30))
+}
+
+fn bar(part: u64, whole: u64, width: usize) -> String {
+    if whole == 0 {
+        return String::new();
+    }
+    let n = ((part as f64 / whole as f64) * width as f64).round() as usize;
+    "█".repeat(n.min(width))
 }
 
 /// `s` with its first letter upper-cased (a phrase above at the start of a sentence).

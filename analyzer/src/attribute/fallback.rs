@@ -85,6 +85,20 @@ impl Fallbacks {
             vllm: None,
             workspace_seen: vec![Vec::new(); files],
         };
+        f.add_output(output);
+        f
+    }
+
+    /// One more trace file.
+    pub fn add_file(&mut self) {
+        self.phases.push(Vec::new());
+        self.workspace_seen.push(Vec::new());
+    }
+
+    /// More output lines (a live session reads them as the runners print them; a line only
+    /// decides allocations not yet attributed).
+    pub fn add_output(&mut self, output: &[OutputLine]) {
+        let f = self;
         for l in output {
             if let Some((category, device, mib)) = logs::parse_buffer_line(&l.line) {
                 f.ggml_runner = true;
@@ -101,7 +115,6 @@ impl Fallbacks {
         }
         f.logs.sort_by_key(|l| l.b.t_ns);
         f.vllm_arms.sort();
-        f
     }
 
     /// Follows `phase:<category>` markers (value ≠ 0 opens, 0 closes); `file` is `None` for a

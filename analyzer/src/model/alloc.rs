@@ -3,6 +3,7 @@
 
 use super::{add, Engine, HOST};
 use crate::attribute::{Category, RuleSource};
+use crate::load::Loaded;
 use crate::MIB;
 use vramtrace_trace::{Api, ApiKind, EventRec};
 
@@ -38,7 +39,7 @@ fn rounding_waste(size: u64) -> u64 {
 }
 
 impl Engine<'_> {
-    pub(super) fn on_alloc(&mut self, fi: usize, api: Api, kind: ApiKind, e: &EventRec) {
+    pub(super) fn on_alloc(&mut self, src: &Loaded, fi: usize, api: Api, kind: ApiKind, e: &EventRec) {
         let pid = self.procs[fi].pid;
         if e.ptr == 0 {
             self.anomaly("null_pointer_alloc", pid, Some(e), e.t_ns, "successful allocation returned a null pointer".into());
@@ -50,7 +51,7 @@ impl Engine<'_> {
         }
         let host = matches!(kind, ApiKind::HostAlloc | ApiKind::HostRegister);
         let dev = if host { HOST } else { e.device };
-        let sa = self.stack_attr(fi, e);
+        let sa = self.stack_attr(src, fi, e);
         let (origin, cat) = if host {
             let o = self.intern.origin(sa.site, "builtin:pinned_host_api", RuleSource::Builtin, Category::HostPinned, Some(api.name().into()));
             (o, Category::HostPinned)

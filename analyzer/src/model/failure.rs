@@ -7,6 +7,7 @@ use super::scope::Scope;
 use super::{Cats, Engine, HOST};
 use crate::attribute::Category;
 use crate::fmt_bytes as gib;
+use crate::load::Loaded;
 use crate::report::*;
 use vramtrace_trace::api::cu;
 use vramtrace_trace::{Api, ApiKind, EventRec};
@@ -24,7 +25,7 @@ struct Need {
 }
 
 impl Engine<'_> {
-    pub(super) fn on_failure(&mut self, fi: usize, api: Api, e: &EventRec) {
+    pub(super) fn on_failure(&mut self, src: &Loaded, fi: usize, api: Api, e: &EventRec) {
         let kind = api.kind();
         if e.total > 0 && kind != ApiKind::HostAlloc && kind != ApiKind::HostRegister {
             self.on_reading(fi, e.device, e.free, e.total);
@@ -40,7 +41,7 @@ impl Engine<'_> {
         let t = self.now;
         let host = matches!(kind, ApiKind::HostAlloc | ApiKind::HostRegister);
         let dev = if host { HOST } else { e.device };
-        let sa = self.stack_attr(fi, e);
+        let sa = self.stack_attr(src, fi, e);
         let (cat_try, rule) = {
             let o = &self.intern.origins[sa.origin as usize];
             (o.category, o.rule.clone())

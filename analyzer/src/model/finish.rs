@@ -2,11 +2,12 @@
 
 use super::scope::Point;
 use super::{Engine, ALL, HOST};
+use crate::load::Loaded;
 use crate::report::*;
 use std::collections::BTreeMap;
 
 impl Engine<'_> {
-    pub(super) fn finish(mut self) -> Report {
+    pub(super) fn finish(mut self, loaded: &Loaded) -> Report {
         if let Some((t0, tok)) = self.steps.open.take() {
             self.close_growth(t0, tok);
         }
@@ -14,11 +15,11 @@ impl Engine<'_> {
         self.settle();
         let mut gpu_ix: Vec<(i32, usize)> = self.scope_ix.iter().filter(|(&d, _)| d != HOST && d != ALL).map(|(&d, &i)| (d, i)).collect();
         gpu_ix.sort();
-        let devices = gpu_ix.iter().map(|&(dev, si)| self.device_report(dev, si)).collect();
+        let devices = gpu_ix.iter().map(|&(dev, si)| self.device_report(loaded, dev, si)).collect();
         let (all, overall_warning) = self.overall_scope(&gpu_ix);
         let attribution = self.attribution_rows(&self.scopes[all].peak.snap_origins);
-        let mut warnings = self.loaded.warnings.clone();
-        warnings.extend(self.loaded.symbols.warnings.iter().cloned());
+        let mut warnings = loaded.warnings.clone();
+        warnings.extend(loaded.symbols.warnings.iter().cloned());
         warnings.extend(overall_warning);
         let end = self.end.max(self.now);
         Report {
@@ -28,7 +29,7 @@ impl Engine<'_> {
             trace_end_ns: end,
             duration_ns: end - self.start,
             events: self.events,
-            processes: self.loaded.traces.iter().zip(&self.procs).map(|(tf, p)| p.report(tf, self.start)).collect(),
+            processes: loaded.traces.iter().zip(&self.procs).map(|(tf, p)| p.report(tf, self.start)).collect(),
             devices,
             peak: self.peak_report(all),
             host: self.host_report(),
@@ -187,14 +188,11 @@ impl Engine<'_> {
     }
 
 
-    fn device_report(&self, dev: i32, si: usize) -> DeviceReport {
+    fn device_report(&self, loaded: &Loaded, dev: i32, si: usize) -> DeviceReport {
         let s = &self.scopes[si];
         let peak = self.peak_report(si);
-        let gpu = self.loaded.traces.iter().flat_map(|t| &t.gpus).find(|g| g.ordinal == dev);
-        let (capacity, capacity_source) = match (s.capacity, gpu) {
-            (None, Some(g)) if g.total_bytes > 0 => (Some(g.total_bytes), "cuDeviceTotalMem"),
-            _ => (s.capacity, s.capacity_source),
-        };
+        let gpu = loaded.traces.iter().flat_map(|t| &t.gpus).find(|g| g.ordinal == dev);
+        let (capacity, capacity_source) = self.capacity(si, gpu);
         DeviceReport {
             device: dev,
             address_map: self.address_map(dev),

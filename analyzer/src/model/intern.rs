@@ -1,6 +1,7 @@
 //! Call sites and origins: every distinct symbolized stack is a site, every (site, rule) pair an
-//! origin whose bytes the report's audit table lists. Stacks are attributed once, before the
-//! replay; the fallbacks may give one site several origins.
+//! origin whose bytes the report's audit table lists. Each stack is attributed once, on first
+//! use (a batch analysis decides the native stacks before the replay, so site numbers follow the
+//! trace); the fallbacks may give one site several origins.
 
 use super::{Engine, FastMap, HOST};
 use crate::attribute::fallback::Request;
@@ -85,9 +86,8 @@ pub(super) struct StackAttr {
     pub category: Category,
 }
 
-/// The stack decision of every (native stack, Python stack) pair of every trace. Native-only
-/// stacks are decided up front, in stack-id order (so site numbers follow the trace); pairs with
-/// a Python stack are decided when an event first has them.
+/// The stack decision of every (native stack, Python stack) pair of every trace, made when an
+/// event first has the pair ([`StackTable::decide_native`] decides native-only stacks ahead).
 pub(super) struct StackTable {
     att: Attributor,
     files: Vec<FastMap<(u32, u32), StackAttr>>,
@@ -96,20 +96,29 @@ pub(super) struct StackTable {
 }
 
 impl StackTable {
-    pub fn build(loaded: &Loaded, rules: Option<&Rules>, intern: &mut Interner) -> StackTable {
+    /// A table for no trace file yet (see [`StackTable::add_file`]).
+    pub fn new(rules: Option<&Rules>, intern: &mut Interner) -> StackTable {
         let att = Attributor::new(rules);
         let site = intern.site("(no stack)".into(), Vec::new);
         let origin = intern.origin(site, "default:no_stack", RuleSource::Default, Category::Unknown, None);
         let none = StackAttr { site, origin, category: Category::Unknown };
-        let mut t = StackTable { att, files: vec![FastMap::default(); loaded.traces.len()], none };
+        StackTable { att, files: Vec::new(), none }
+    }
+
+    pub fn add_file(&mut self) {
+        self.files.push(FastMap::default());
+    }
+
+    /// Decides every native-only stack of every trace now, in stack-id order, so site numbers
+    /// follow the traces.
+    pub fn decide_native(&mut self, loaded: &Loaded, intern: &mut Interner) {
         for (fi, tf) in loaded.traces.iter().enumerate() {
             let mut ids: Vec<u32> = tf.stacks.keys().copied().collect();
             ids.sort_unstable();
             for id in ids {
-                t.get(loaded, intern, fi, id, 0);
+                self.get(loaded, intern, fi, id, 0);
             }
         }
-        t
     }
 
     /// The decision for an event's stacks, made on first use.
@@ -145,8 +154,8 @@ const SITE_FRAMES: usize = 48;
 
 impl Engine<'_> {
     /// What the stacks of event `e` of trace `fi` decided.
-    pub(super) fn stack_attr(&mut self, fi: usize, e: &EventRec) -> StackAttr {
-        self.stacks.get(self.loaded, &mut self.intern, fi, e.stack_id, e.py_stack_id)
+    pub(super) fn stack_attr(&mut self, src: &Loaded, fi: usize, e: &EventRec) -> StackAttr {
+        self.stacks.get(src, &mut self.intern, fi, e.stack_id, e.py_stack_id)
     }
 
     /// The origin and category of a device allocation: what its stack decided, unless a

@@ -22,7 +22,8 @@
 //! allocations), `vmm` (reservations, handles, mappings), `pool` (stream-ordered pools),
 //! `runtime` (driver readings), `failure` (failed calls and OOM verdicts), `steps` (markers,
 //! steps and growth), `lifecycle` (context teardown, process end, leaks), `scope` (per-device
-//! totals, peaks, timelines), `spans` (the address-space map) and `finish` (the `Report`).
+//! totals, peaks, timelines), `spans` (the address-space map), `finish` (the `Report`) and
+//! `live` (a snapshot while the traces are still written).
 //! What an allocation is comes from `crate::attribute`: its stack, else its fallbacks.
 
 mod alloc;
@@ -30,6 +31,7 @@ mod failure;
 mod finish;
 mod intern;
 mod lifecycle;
+mod live;
 mod pool;
 mod process;
 mod runtime;
@@ -48,6 +50,7 @@ use intern::{Interner, StackTable};
 use process::Proc;
 use scope::Scope;
 use spans::SpanSet;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use steps::Steps;
@@ -109,9 +112,12 @@ struct Anomalies {
     kinds: BTreeMap<&'static str, (u64, Vec<AnomalyExample>)>,
 }
 
+/// The model's state. It reads the traces' descriptions (stacks for attribution, processes
+/// and GPUs for the report) from the `Loaded` passed to each call rather than holding one, so
+/// a live session can keep feeding it while its traces grow (`live`); the options are borrowed
+/// by a batch analysis and owned by a live session.
 pub(crate) struct Engine<'a> {
-    loaded: &'a Loaded,
-    opts: &'a Options,
+    opts: Cow<'a, Options>,
     start: u64,
     end: u64,
     now: u64,
@@ -139,59 +145,83 @@ pub(crate) struct Engine<'a> {
 }
 
 impl<'a> Engine<'a> {
-    pub(crate) fn new(loaded: &'a Loaded, opts: &'a Options) -> Engine<'a> {
+    /// The model for a batch analysis of `loaded`: every trace file's process known up front.
+    pub(crate) fn new(loaded: &Loaded, opts: &'a Options) -> Engine<'a> {
         let (start, end) = time_range(loaded);
+        let mut d: Vec<i32> = loaded.traces.iter().flat_map(|t| t.devices.iter().copied()).collect();
+        d.sort_unstable();
+        d.dedup();
+        let mut e = Engine::empty(Cow::Borrowed(opts), start, end, d.len() <= 1);
+        for tf in &loaded.traces {
+            e.add_file(tf.info.pid);
+        }
+        e.fallbacks.add_output(&loaded.output);
+        e.stacks.decide_native(loaded, &mut e.intern);
+        e
+    }
+
+    /// A model with no trace file yet, over `start..end` (timeline buckets); `single_gpu` when
+    /// the traces are known to use one GPU only (see `targets`).
+    fn empty(opts: Cow<'a, Options>, start: u64, end: u64, single_gpu: bool) -> Engine<'a> {
         let mut intern = Interner::default();
-        let stacks = StackTable::build(loaded, opts.rules.as_ref(), &mut intern);
+        let stacks = StackTable::new(opts.rules.as_ref(), &mut intern);
+        let hist_step = (opts.oom_window_ns / 32).max(1);
         let mut e = Engine {
-            loaded,
-            opts,
             start,
             end,
             now: start,
             events: 0,
             intern,
             stacks,
-            fallbacks: Fallbacks::new(&loaded.output, loaded.traces.len()),
-            procs: loaded.traces.iter().map(|tf| Proc::new(tf.info.pid)).collect(),
+            fallbacks: Fallbacks::new(&[], 0),
+            procs: Vec::new(),
             scopes: Vec::new(),
             scope_ix: FastMap::default(),
             dev_slots: [usize::MAX; DEV_SLOTS],
-            single_gpu: {
-                let mut d: Vec<i32> = loaded.traces.iter().flat_map(|t| t.devices.iter().copied()).collect();
-                d.sort_unstable();
-                d.dedup();
-                d.len() <= 1
-            },
+            single_gpu,
+            opts,
             touched: Vec::new(),
             steps: Steps::default(),
             ooms: Vec::new(),
             leaks: BTreeMap::new(),
             anomalies: Anomalies::default(),
-            hist_step: (opts.oom_window_ns / 32).max(1),
+            hist_step,
             spans: FastMap::default(),
         };
         e.scope(ALL);
         e
     }
 
-    pub(crate) fn run(mut self) -> Report {
-        for item in self.loaded.stream() {
-            match item {
-                StreamItem::Event { file, event } => {
-                    self.events += 1;
-                    self.on_event(file, &event);
-                    self.after_event();
-                }
-                StreamItem::End { file, t_ns, clean } => self.on_end(file, t_ns, clean),
-                StreamItem::Marker { file, marker } => self.on_marker(marker.t_ns, Some(file), &marker.label, marker.value),
-                StreamItem::SideMarker(m) => self.on_marker(m.t_ns, None, &m.label, m.value),
-            }
-        }
-        self.finish()
+    /// A trace file (process `pid`) joins: its index is the next file index of the stream.
+    pub(crate) fn add_file(&mut self, pid: u32) {
+        self.procs.push(Proc::new(pid));
+        self.fallbacks.add_file();
+        self.stacks.add_file();
     }
 
-    fn on_event(&mut self, fi: usize, e: &EventRec) {
+    pub(crate) fn run(mut self, loaded: &Loaded) -> Report {
+        for item in loaded.stream() {
+            self.feed(loaded, item);
+        }
+        self.finish(loaded)
+    }
+
+    /// Applies one item of the merged stream; `src` holds the description (stacks) of the
+    /// item's trace file.
+    pub(crate) fn feed(&mut self, src: &Loaded, item: StreamItem) {
+        match item {
+            StreamItem::Event { file, event } => {
+                self.events += 1;
+                self.on_event(src, file, &event);
+                self.after_event();
+            }
+            StreamItem::End { file, t_ns, clean } => self.on_end(file, t_ns, clean),
+            StreamItem::Marker { file, marker } => self.on_marker(marker.t_ns, Some(file), &marker.label, marker.value),
+            StreamItem::SideMarker(m) => self.on_marker(m.t_ns, None, &m.label, m.value),
+        }
+    }
+
+    fn on_event(&mut self, src: &Loaded, fi: usize, e: &EventRec) {
         let pid = self.procs[fi].pid;
         let Some(api) = Api::from_id(e.api) else { return };
         if !valid_device(e.device) {
@@ -210,7 +240,7 @@ impl<'a> Engine<'a> {
             return;
         }
         if e.result != 0 {
-            self.on_failure(fi, api, e);
+            self.on_failure(src, fi, api, e);
             return;
         }
         let kind = api.kind();
@@ -224,14 +254,14 @@ impl<'a> Engine<'a> {
         }
         match kind {
             ApiKind::Alloc | ApiKind::AllocManaged | ApiKind::AllocAsync | ApiKind::HostAlloc | ApiKind::HostRegister => {
-                self.on_alloc(fi, api, kind, e)
+                self.on_alloc(src, fi, api, kind, e)
             }
             ApiKind::Free | ApiKind::FreeAsync | ApiKind::HostFree => self.on_free(fi, kind, e),
             ApiKind::AddressReserve => self.on_reserve(fi, e),
             ApiKind::AddressFree => self.on_address_free(fi, e),
-            ApiKind::Create => self.on_create(fi, e),
+            ApiKind::Create => self.on_create(src, fi, e),
             ApiKind::Release => self.on_release(fi, e),
-            ApiKind::Map => self.on_map(fi, e),
+            ApiKind::Map => self.on_map(src, fi, e),
             ApiKind::Unmap => self.on_unmap(fi, e),
             ApiKind::SetAccess | ApiKind::GetInfo => {}
             ApiKind::PoolTrim => self.on_trim(fi, e),

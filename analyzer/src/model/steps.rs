@@ -36,6 +36,8 @@ pub(super) struct Steps {
     pub last_done: Option<i64>,
     pub markers: Vec<MarkerReport>,
     pub markers_dropped: u64,
+    /// The growth labels the markers used.
+    pub labels: std::collections::BTreeSet<&'static str>,
 }
 
 impl Engine<'_> {
@@ -55,7 +57,8 @@ impl Engine<'_> {
         } else {
             self.steps.markers_dropped += 1;
         }
-        if GROWTH_LABELS.contains(&label) {
+        if let Some(&l) = GROWTH_LABELS.iter().find(|&&l| l == label) {
+            self.steps.labels.insert(l);
             if self.steps.start.take().is_some() {
                 // step_start … tokens: the marker closes the step it names.
                 self.close_growth(t, value);
@@ -102,15 +105,6 @@ impl Engine<'_> {
         GrowthOomState { t, step: self.steps.open.map(|g| g.1), last_done: self.steps.last_done, awaiting_close: self.steps.start.is_some() }
     }
 
-    /// The growth labels the markers used, sorted.
-    fn growth_labels(&self) -> Vec<String> {
-        let trace = self.loaded.traces.iter().flat_map(|t| t.markers.iter().map(|m| &m.label));
-        let side = self.loaded.markers.iter().map(|m| &m.label);
-        let mut labels: Vec<String> = trace.chain(side).filter(|l| GROWTH_LABELS.contains(&l.as_str())).cloned().collect();
-        labels.sort();
-        labels.dedup();
-        labels
-    }
 
     pub(super) fn open_growth(&mut self) {
         for s in self.scopes.iter_mut().filter(|s| s.dev != HOST && s.dev != ALL) {
@@ -145,7 +139,7 @@ impl Engine<'_> {
         if s.growth.is_empty() && s.growth_oom.is_none() {
             return None;
         }
-        let labels = self.growth_labels();
+        let labels = self.steps.labels.iter().map(|l| l.to_string()).collect();
         let points: Vec<GrowthPoint> = s
             .growth
             .iter()

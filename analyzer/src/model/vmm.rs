@@ -5,6 +5,7 @@
 use super::process::Proc;
 use super::Engine;
 use crate::attribute::{Category, RuleSource};
+use crate::load::Loaded;
 use std::collections::BTreeMap;
 use vramtrace_trace::{ApiKind, EventRec};
 
@@ -141,7 +142,7 @@ impl Engine<'_> {
         }
     }
 
-    pub(super) fn on_create(&mut self, fi: usize, e: &EventRec) {
+    pub(super) fn on_create(&mut self, src: &Loaded, fi: usize, e: &EventRec) {
         let pid = self.procs[fi].pid;
         if self.procs[fi].handles.contains_key(&e.handle) {
             self.anomaly("handle_over_live", pid, Some(e), e.t_ns, "handle returned again while alive; the earlier one is dropped".into());
@@ -149,7 +150,7 @@ impl Engine<'_> {
                 self.change(fi, h.dev, h.cat, h.origin, -(h.size as i64));
             }
         }
-        let sa = self.stack_attr(fi, e);
+        let sa = self.stack_attr(src, fi, e);
         let (origin, cat) = self.attribute(fi, e, ApiKind::Create, sa, e.device);
         self.intern.count_alloc(origin, e.size);
         self.procs[fi].handles.insert(e.handle, Handle { size: e.size, dev: e.device, origin, cat, maps: 0, released: false });
@@ -187,7 +188,7 @@ impl Engine<'_> {
         (prev_end, next_start)
     }
 
-    pub(super) fn on_map(&mut self, fi: usize, e: &EventRec) {
+    pub(super) fn on_map(&mut self, src: &Loaded, fi: usize, e: &EventRec) {
         let pid = self.procs[fi].pid;
         let (va, size) = (e.ptr, e.size.min(u64::MAX - e.ptr));
         if size == 0 {
@@ -195,7 +196,7 @@ impl Engine<'_> {
         }
         if !self.procs[fi].handles.contains_key(&e.handle) {
             self.anomaly("map_unknown_handle", pid, Some(e), e.t_ns, "handle created before the trace started; its size is taken from the mapping".into());
-            let sa = self.stack_attr(fi, e);
+            let sa = self.stack_attr(src, fi, e);
             let o = self.intern.origin(sa.site, "default:handle_created_before_trace", RuleSource::Default, Category::Unknown, None);
             self.procs[fi].handles.insert(e.handle, Handle { size, dev: e.device, origin: o, cat: Category::Unknown, maps: 0, released: false });
             self.change(fi, e.device, Category::Unknown, o, size as i64);

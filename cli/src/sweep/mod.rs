@@ -78,13 +78,8 @@ pub struct SweepArgs {
     /// (default 600), else just a check that it is up (default 10).
     #[arg(long, value_parser = positive_count, allow_hyphen_values = true)]
     pub startup_timeout: Option<u64>,
-    /// The shim library (default: $VRAMTRACE_SHIM, a libvramtrace.so beside this executable,
-    /// else the copy built into vramtrace).
-    #[arg(long)]
-    pub shim: Option<PathBuf>,
-    /// Call-stack depth recorded per event (0 = no stacks, at most 128).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=vramtrace_trace::record::MAX_STACK_DEPTH as i64))]
-    pub stack_depth: Option<u32>,
+    #[command(flatten)]
+    pub shim: crate::run::ShimArgs,
     /// Show the server's output even while the progress bar is on the terminal.
     #[arg(long)]
     pub server_output: bool,
@@ -172,7 +167,7 @@ pub fn sweep(args: SweepArgs) -> Result<ExitCode, String> {
 
     let mut server = if with_server {
         let start = || -> Result<Traced, String> {
-            let shim = crate::shim::find(args.shim.as_deref())?;
+            let shim = crate::shim::find(args.shim.path.as_deref())?;
             // A server already answering there would be measured instead of the one started
             // here (which would then fail to bind its port).
             if let Ok((code, _)) = Client::new(&base, Duration::from_secs(2)).get("/v1/models") {
@@ -180,7 +175,7 @@ pub fn sweep(args: SweepArgs) -> Result<ExitCode, String> {
             }
             // The server's output would tear the progress bar apart: it goes to
             // output-<pid>.jsonl only, unless asked for or unless there is no bar.
-            spawn_with(&args.cmd, &shim, &out, args.stack_depth, args.server_output || !interactive)
+            spawn_with(&args.cmd, &shim, &out, args.shim.stack_depth, args.server_output || !interactive)
         };
         let s = start().inspect_err(|_| out_dir.discard_if_empty())?;
         say(&bar, format!("vramtrace: started {} (pid {}) under the shim; traces in {}", args.cmd[0], s.child.id(), out.display()));

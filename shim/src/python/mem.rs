@@ -437,7 +437,7 @@ mod tests {
         assert_eq!(m.u64(&*v as *const u64 as u64), Some(0x1122334455667788));
         assert_eq!(m.u64(8), None, "the zero page");
         assert_eq!(m.u64(&*v as *const u64 as u64 + 1), None, "misaligned");
-        // A page we unmap ourselves: gone from a fresh snapshot.
+        // A page of our own: found once mapped, refused once it is not readable.
         // SAFETY: an anonymous mapping of our own, unmapped before the read is attempted.
         let p = unsafe { libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_READ, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0) };
         assert_ne!(p, libc::MAP_FAILED);
@@ -446,12 +446,17 @@ mod tests {
         let mut m = Mem::pin().unwrap();
         assert_eq!(m.u64(p as u64), Some(0), "mapped after the first snapshot: found by a refresh");
         drop(m);
-        // SAFETY: our own mapping, no longer used.
-        unsafe { libc::munmap(p, 4096) };
+        // Made unreadable rather than unmapped: another test thread could map the freed address
+        // again between the munmap and the read.
+        // SAFETY: our own mapping, which nothing else references.
+        assert_eq!(unsafe { libc::mprotect(p, 4096, libc::PROT_NONE) }, 0);
         mark_stale();
         assert!(refresh(false));
         let mut m = Mem::pin().unwrap();
-        assert_eq!(m.u64(p as u64), None);
+        assert_eq!(m.u64(p as u64), None, "no longer readable: gone after a refresh");
         assert!(!m.readable(u64::MAX - 4, 8));
+        drop(m);
+        // SAFETY: our own mapping, no longer used.
+        unsafe { libc::munmap(p, 4096) };
     }
 }
