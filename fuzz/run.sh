@@ -11,8 +11,9 @@
 #                                            kept small (see minimize below)
 #   fuzz/run.sh list                         the targets
 #
-# A run reads fuzz/corpus/TARGET and writes what it finds to target/fuzz/corpus/TARGET; the
-# committed corpus changes only by `minimize`. A panic, a hang over 2 s or one allocation above
+# A run first runs the worst-case 1 MiB inputs and the fixed findings (fuzz/regressions/TARGET)
+# once each, then fuzzes: it reads fuzz/corpus/TARGET and writes what it finds to
+# target/fuzz/corpus/TARGET; the committed corpus changes only by `minimize`. A panic, a hang over 2 s or one allocation above
 # 1 GiB is a finding: its input is saved in target/fuzz/artifacts/TARGET/ and the run exits 1.
 # Fix it, then copy the input to fuzz/regressions/TARGET/, which `cargo test` replays.
 # Exit codes: 0 nothing found, 1 a finding, 2 usage, 3 the download failed.
@@ -56,6 +57,30 @@ known() {
   for t in "${targets[@]}"; do [ "$t" = "$1" ] && return 0; done
   echo "fuzz: no target $1 (targets: ${targets[*]})" >&2
   exit 2
+}
+
+# The worst-case 1 MiB inputs (fuzz/src/large.rs), written to target/fuzz/large/<target>/: the
+# fuzzer seldom grows an input that far by itself.
+large() {
+  rm -rf "$CARGO_TARGET_DIR/large"
+  cargo run -q -p vramtrace-fuzz --example large -- "$CARGO_TARGET_DIR/large"
+}
+
+# check TARGET: the large inputs and every fixed finding (fuzz/regressions/TARGET), each run once
+# under the fuzz run's limits, so a hang that once was fixed is a finding again.
+check() {
+  local t=$1 log=$CARGO_TARGET_DIR/$1.check.log files=() rc=0
+  for f in "$CARGO_TARGET_DIR/large/$t"/* "fuzz/regressions/$t"/*; do [ -f "$f" ] && files+=("$f"); done
+  [ ${#files[@]} -gt 0 ] || return 0
+  mkdir -p "$CARGO_TARGET_DIR/tmp/$t"
+  TMPDIR=$CARGO_TARGET_DIR/tmp/$t "$bin_dir/$t" -timeout=2 -rss_limit_mb=2048 -max_len=1048576 "${files[@]}" >"$log" 2>&1 || rc=$?
+  rm -rf "$CARGO_TARGET_DIR/tmp/$t"
+  if [ "$rc" -ne 0 ]; then
+    echo "fuzz: $t: a large or fixed input FAILED (exit $rc); log: $log" >&2
+    grep -E 'Running:|panicked|ERROR: libFuzzer|SUMMARY|vramtrace-fuzz:' "$log" | tail -4 >&2
+    return 1
+  fi
+  echo "fuzz: $t: ${#files[@]} large and fixed inputs ran clean"
 }
 
 # fuzz TARGET SECONDS [OPT...]: one libFuzzer run, summarised in one line.
@@ -139,10 +164,13 @@ case $1 in
     [ $# -ge 2 ] && [[ $2 =~ ^[0-9]+$ ]] || usage
     [ "$1" = all ] || known "$1"
     build
+    large
     sel=("$1")
     [ "$1" = all ] && sel=("${targets[@]}")
     status=0
-    for t in "${sel[@]}"; do fuzz "$t" "${@:2}" || status=1; done
+    for t in "${sel[@]}"; do
+      if check "$t"; then fuzz "$t" "${@:2}" || status=1; else status=1; fi
+    done
     exit $status
     ;;
 esac

@@ -76,15 +76,7 @@ pub fn analysis_in(dir: &Path, data: &[u8]) {
     write(&dir.join(TRACE), Some(trace));
     write(&dir.join(MARKERS), (side == SideKind::Markers).then_some(side_bytes));
     write(&dir.join(OUTPUT), (side == SideKind::Output).then_some(side_bytes));
-    let mut loaded = match load_traces(&[dir.to_path_buf()]) {
-        Ok(l) => l,
-        Err(e) => return one_line("a load error", &e.to_string()),
-    };
-    loaded.symbols = Symbols::resolve_with(&loaded, |_, addr| named(addr));
-    let report = analyze(&loaded, &Options::default());
-    for w in loaded.warnings.iter().chain(&report.warnings) {
-        one_line("a warning", w);
-    }
+    let Some(report) = analyze_dir(dir) else { return };
     let json = serde_json::to_string(&report).expect("a report serializes");
     // What `report --json` writes, `diff` must read back.
     if let Err(e) = Report::from_json(json.as_bytes()) {
@@ -92,6 +84,32 @@ pub fn analysis_in(dir: &Path, data: &[u8]) {
     }
     std::hint::black_box(vramtrace_viewer::terminal_summary(&report));
     std::hint::black_box(vramtrace_viewer::markdown_summary(&report, "vramtrace report"));
+}
+
+/// The report of the run directory `dir`; `None` (after checking the error is one line) when
+/// nothing in it reads.
+fn analyze_dir(dir: &Path) -> Option<Report> {
+    let mut loaded = match load_traces(&[dir.to_path_buf()]) {
+        Ok(l) => l,
+        Err(e) => {
+            one_line("a load error", &e.to_string());
+            return None;
+        }
+    };
+    loaded.symbols = Symbols::resolve_with(&loaded, |_, addr| named(addr));
+    let report = analyze(&loaded, &Options::default());
+    for w in loaded.warnings.iter().chain(&report.warnings) {
+        one_line("a warning", w);
+    }
+    Some(report)
+}
+
+/// The report.json of a trace, as the analysis target makes it (for seeds of the diff target).
+pub fn report_json(trace: &[u8]) -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("a scratch directory");
+    write(&dir.path().join(TRACE), Some(trace));
+    let report = analyze_dir(dir.path()).expect("a readable trace");
+    serde_json::to_vec(&report).expect("a report serializes")
 }
 
 /// Functions allocations are made from, in the programs the built-in rules know; an address's

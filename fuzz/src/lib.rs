@@ -14,12 +14,14 @@
 mod alloc;
 mod analysis;
 mod diff;
+mod large;
 mod rules;
 mod sweep;
 
 pub use alloc::{Capped, ALLOC_LIMIT};
-pub use analysis::{analysis, analysis_in, analysis_input, SideKind};
+pub use analysis::{analysis, analysis_in, analysis_input, report_json, SideKind};
 pub use diff::{report_diff, report_diff_input};
+pub use large::{large_inputs, Large, LARGE};
 pub use rules::{rules, rules_input};
 pub use sweep::{sweep_http, sweep_http_input};
 

@@ -1,6 +1,7 @@
 //! Replays every committed fuzz input through its target, without the fuzzer: the corpus
 //! (`fuzz/corpus/<target>/`) and the inputs that once crashed or hung a target and were fixed
-//! (`fuzz/regressions/<target>/`). A panic in any of them fails the test, naming the file.
+//! (`fuzz/regressions/<target>/`), and the worst-case 1 MiB inputs (`large_inputs`). A panic in
+//! any of them fails the test, naming the input.
 
 use std::path::{Path, PathBuf};
 use vramtrace_fuzz::{target, Capped, TARGETS};
@@ -27,17 +28,21 @@ fn inputs(dir: &str) -> Vec<(String, PathBuf)> {
     out
 }
 
-fn replay(files: &[(String, PathBuf)]) -> Vec<String> {
+/// Runs every (label, target, input); the labels of those that panicked, with the message.
+fn replay(inputs: impl IntoIterator<Item = (String, &'static str, Vec<u8>)>) -> Vec<String> {
     let mut failed = Vec::new();
-    for (name, path) in files {
-        let data = std::fs::read(path).unwrap();
+    for (label, name, data) in inputs {
         let run = target(name).unwrap().run;
         if let Err(e) = std::panic::catch_unwind(|| run(&data)) {
             let msg = e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
-            failed.push(format!("{}: {msg}", path.display()));
+            failed.push(format!("{label}: {msg}"));
         }
     }
     failed
+}
+
+fn replay_files(files: &[(String, PathBuf)]) -> Vec<String> {
+    replay(files.iter().map(|(name, path)| (path.display().to_string(), target(name).unwrap().name, std::fs::read(path).unwrap())))
 }
 
 #[test]
@@ -47,12 +52,26 @@ fn every_target_has_a_corpus_and_every_input_runs_clean() {
         let n = corpus.iter().filter(|(name, _)| name == t.name).count();
         assert!(n >= 3, "fuzz/corpus/{} has {n} inputs; the fuzzer and this test need seeds", t.name);
     }
-    let failed = replay(&corpus);
+    let failed = replay_files(&corpus);
     assert!(failed.is_empty(), "{} corpus input(s) failed:\n{}", failed.len(), failed.join("\n"));
 }
 
 #[test]
 fn every_fixed_crash_stays_fixed() {
-    let failed = replay(&inputs("regressions"));
+    let failed = replay_files(&inputs("regressions"));
     assert!(failed.is_empty(), "{} regression input(s) failed:\n{}", failed.len(), failed.join("\n"));
+}
+
+/// The worst-case 1 MiB inputs (their time limit is checked by `fuzz/run.sh`, under the fuzzer).
+#[test]
+fn every_large_input_runs_clean() {
+    let large = vramtrace_fuzz::large_inputs();
+    for l in &large {
+        assert!(l.data.len() <= vramtrace_fuzz::LARGE, "{}/{}: {} bytes", l.target, l.name, l.data.len());
+    }
+    for t in TARGETS {
+        assert!(large.iter().any(|l| l.target == t.name), "no large input for {}", t.name);
+    }
+    let failed = replay(large.into_iter().map(|l| (format!("{}/{}", l.target, l.name), l.target, l.data)));
+    assert!(failed.is_empty(), "{} large input(s) failed:\n{}", failed.len(), failed.join("\n"));
 }
