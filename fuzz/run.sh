@@ -63,7 +63,26 @@ known() {
 # fuzzer seldom grows an input that far by itself.
 large() {
   rm -rf "$CARGO_TARGET_DIR/large"
-  cargo run -q -p vramtrace-fuzz --example large -- "$CARGO_TARGET_DIR/large"
+  # A plain build, in the workspace's own target directory (cargo test has built it there).
+  CARGO_TARGET_DIR=$root/target cargo run -q -p vramtrace-fuzz --example large -- "$CARGO_TARGET_DIR/large"
+}
+
+# libfuzzer TARGET LOG ARG...: the target's fuzzer under the limits every run keeps (a hang is
+# over 2 s, 2 GiB of RSS in all; -malloc_limit_mb needs sanitizer hooks, so the binaries' own
+# allocator enforces the 1 GiB bound on one allocation), in a scratch TMPDIR; its exit status.
+libfuzzer() {
+  local t=$1 log=$2 rc=0
+  shift 2
+  mkdir -p "$CARGO_TARGET_DIR/tmp/$t"
+  TMPDIR=$CARGO_TARGET_DIR/tmp/$t "$bin_dir/$t" -timeout=2 -rss_limit_mb=2048 -max_len=1048576 "$@" >"$log" 2>&1 || rc=$?
+  rm -rf "$CARGO_TARGET_DIR/tmp/$t"
+  return "$rc"
+}
+
+# found TARGET WHAT LOG: a finding, in one line and the log's telling lines.
+found() {
+  echo "fuzz: $1: $2; log: $3" >&2
+  grep -E 'Running:|panicked|ERROR: libFuzzer|SUMMARY|vramtrace-fuzz:' "$3" | tail -5 >&2
 }
 
 # check TARGET: the large inputs and every fixed finding (fuzz/regressions/TARGET), each run once
@@ -72,12 +91,9 @@ check() {
   local t=$1 log=$CARGO_TARGET_DIR/$1.check.log files=() rc=0
   for f in "$CARGO_TARGET_DIR/large/$t"/* "fuzz/regressions/$t"/*; do [ -f "$f" ] && files+=("$f"); done
   [ ${#files[@]} -gt 0 ] || return 0
-  mkdir -p "$CARGO_TARGET_DIR/tmp/$t"
-  TMPDIR=$CARGO_TARGET_DIR/tmp/$t "$bin_dir/$t" -timeout=2 -rss_limit_mb=2048 -max_len=1048576 "${files[@]}" >"$log" 2>&1 || rc=$?
-  rm -rf "$CARGO_TARGET_DIR/tmp/$t"
+  libfuzzer "$t" "$log" "${files[@]}" || rc=$?
   if [ "$rc" -ne 0 ]; then
-    echo "fuzz: $t: a large or fixed input FAILED (exit $rc); log: $log" >&2
-    grep -E 'Running:|panicked|ERROR: libFuzzer|SUMMARY|vramtrace-fuzz:' "$log" | tail -4 >&2
+    found "$t" "a large or fixed input FAILED (exit $rc)" "$log"
     return 1
   fi
   echo "fuzz: $t: ${#files[@]} large and fixed inputs ran clean"
@@ -85,22 +101,16 @@ check() {
 
 # fuzz TARGET SECONDS [OPT...]: one libFuzzer run, summarised in one line.
 fuzz() {
-  local t=$1 secs=$2 log rc=0
+  local t=$1 secs=$2 log=$CARGO_TARGET_DIR/$1.log rc=0 execs cov ft
   shift 2
-  mkdir -p "$CARGO_TARGET_DIR/corpus/$t" "$CARGO_TARGET_DIR/artifacts/$t" "$CARGO_TARGET_DIR/tmp/$t"
-  log=$CARGO_TARGET_DIR/$t.log
-  # -malloc_limit_mb needs sanitizer hooks: the binaries' allocator enforces the 1 GiB bound.
-  TMPDIR=$CARGO_TARGET_DIR/tmp/$t "$bin_dir/$t" -timeout=2 -rss_limit_mb=2048 -max_len=1048576 \
-    -max_total_time="$secs" -print_final_stats=1 -artifact_prefix="$CARGO_TARGET_DIR/artifacts/$t/" \
-    "$@" "$CARGO_TARGET_DIR/corpus/$t" "fuzz/corpus/$t" >"$log" 2>&1 || rc=$?
-  rm -rf "$CARGO_TARGET_DIR/tmp/$t"
-  local execs cov ft
+  mkdir -p "$CARGO_TARGET_DIR/corpus/$t" "$CARGO_TARGET_DIR/artifacts/$t"
+  libfuzzer "$t" "$log" -max_total_time="$secs" -print_final_stats=1 -artifact_prefix="$CARGO_TARGET_DIR/artifacts/$t/" \
+    "$@" "$CARGO_TARGET_DIR/corpus/$t" "fuzz/corpus/$t" || rc=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
   ft=$(grep -o 'ft: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
   if [ "$rc" -ne 0 ]; then
-    echo "fuzz: $t: FOUND a crash, hang or allocation above 1 GiB (exit $rc); input and log: $CARGO_TARGET_DIR/artifacts/$t/, $log" >&2
-    grep -E 'panicked|ERROR: libFuzzer|SUMMARY|vramtrace-fuzz:' "$log" | head -5 >&2
+    found "$t" "FOUND a crash, hang or allocation above 1 GiB (exit $rc); input: $CARGO_TARGET_DIR/artifacts/$t/" "$log"
     return 1
   fi
   echo "fuzz: $t: ${execs:-0} executions in ${secs}s, coverage ${cov:-?} edges, ${ft:-?} features; nothing found"
@@ -122,10 +132,9 @@ budget() {
 # input covers are dropped.
 minimize() {
   local t=$1 work=$CARGO_TARGET_DIR/merged/$1 ctl=$CARGO_TARGET_DIR/$1.merge.ctl
-  rm -rf "$work" "$ctl" && mkdir -p "$work/libfuzzer" "$work/kept" "$CARGO_TARGET_DIR/corpus/$t" "$CARGO_TARGET_DIR/tmp/$t"
-  TMPDIR=$CARGO_TARGET_DIR/tmp/$t "$bin_dir/$t" -merge=1 -merge_control_file="$ctl" -timeout=2 -rss_limit_mb=2048 \
-    -max_len=1048576 "$work/libfuzzer" "fuzz/corpus/$t" "$CARGO_TARGET_DIR/corpus/$t" >"$CARGO_TARGET_DIR/$t.merge.log" 2>&1
-  rm -rf "$CARGO_TARGET_DIR/tmp/$t"
+  rm -rf "$work" "$ctl" && mkdir -p "$work/libfuzzer" "$work/kept" "$CARGO_TARGET_DIR/corpus/$t"
+  libfuzzer "$t" "$CARGO_TARGET_DIR/$t.merge.log" -merge=1 -merge_control_file="$ctl" \
+    "$work/libfuzzer" "fuzz/corpus/$t" "$CARGO_TARGET_DIR/corpus/$t"
   awk 'NR == 1 { n = $1 } NR > 2 && NR <= n + 2 { path[NR - 3] = $0 }
        $1 == "STARTED" { size[$2] = $3 } $1 == "COV" { $1 = ""; cov[$2] = $0 }
        END { for (i in cov) { c = cov[i]; sub(/^ *[0-9]+/, "", c); print size[i], path[i], c } }' "$ctl" |
