@@ -62,7 +62,7 @@ pub struct Frame {
 }
 
 /// What kind of code a frame runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum FrameKind {
     #[default]

@@ -25,8 +25,9 @@ mod rules;
 pub use category::Category;
 pub use rules::{FrameFilter, Pattern, Rule, Rules, Tier};
 
-use crate::symbolize::Frame;
+use crate::symbolize::{Frame, FrameKind};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 
 /// Where an attribution came from, for the audit table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -54,22 +55,60 @@ pub struct Decision {
     pub frame: Option<String>,
 }
 
-/// Built-in plus user rules.
+/// Built-in plus user rules, and which of them each frame seen so far matches.
 #[derive(Clone, Debug)]
 pub struct Attributor {
     user: Rules,
     builtin: Rules,
+    /// Per distinct frame (all but its address and line), the rules it matches by itself. Deep
+    /// stacks share most of their frames, and every rule costs a string match per frame name:
+    /// without this, thousands of 60-frame Python stacks cost seconds.
+    seen: HashMap<FrameKey, Hits>,
+}
+
+/// What a rule can look at in a frame.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct FrameKey {
+    kind: FrameKind,
+    function: Option<String>,
+    symbol: Option<String>,
+    inlined: Vec<String>,
+    module: Option<String>,
+    file: Option<String>,
+}
+
+impl FrameKey {
+    fn of(f: &Frame) -> FrameKey {
+        FrameKey { kind: f.kind, function: f.function.clone(), symbol: f.symbol.clone(), inlined: f.inlined.clone(), module: f.module.clone(), file: f.file.clone() }
+    }
+}
+
+/// The rules of each list one frame matches by itself ([`Rules::hits`]).
+#[derive(Clone, Debug)]
+struct Hits {
+    user: Vec<u32>,
+    builtin: Vec<u32>,
 }
 
 impl Attributor {
     pub fn new(user: Option<&Rules>) -> Attributor {
-        Attributor { user: user.cloned().unwrap_or_default(), builtin: Rules::builtin() }
+        Attributor { user: user.cloned().unwrap_or_default(), builtin: Rules::builtin(), seen: HashMap::new() }
     }
 
     /// Decides the category of an allocation from its stack (innermost first).
-    pub fn decide(&self, frames: &[Frame]) -> Decision {
-        let found = self.user.find(frames).map(|m| (&self.user, m, RuleSource::User)).or_else(|| {
-            [Tier::Scope, Tier::Site, Tier::Generic].into_iter().find_map(|t| self.builtin.find_tier(frames, t).map(|m| (&self.builtin, m, RuleSource::Builtin)))
+    pub fn decide(&mut self, frames: &[Frame]) -> Decision {
+        for f in frames {
+            let key = FrameKey::of(f);
+            if !self.seen.contains_key(&key) {
+                let hits = Hits { user: self.user.hits(f), builtin: self.builtin.hits(f) };
+                self.seen.insert(key, hits);
+            }
+        }
+        let hits: Vec<&Hits> = frames.iter().map(|f| &self.seen[&FrameKey::of(f)]).collect();
+        let user: Vec<&[u32]> = hits.iter().map(|h| h.user.as_slice()).collect();
+        let builtin: Vec<&[u32]> = hits.iter().map(|h| h.builtin.as_slice()).collect();
+        let found = self.user.first(frames, &user, |_| true).map(|m| (&self.user, m, RuleSource::User)).or_else(|| {
+            [Tier::Scope, Tier::Site, Tier::Generic].into_iter().find_map(|t| self.builtin.first(frames, &builtin, |r| r.tier == t).map(|m| (&self.builtin, m, RuleSource::Builtin)))
         });
         if let Some((rules, (ri, fi), source)) = found {
             let r = &rules.rules[ri];
@@ -101,7 +140,7 @@ mod tests {
 
     #[test]
     fn within_needs_an_outer_frame() {
-        let a = Attributor::new(None);
+        let mut a = Attributor::new(None);
         let kv = [fr("ggml_backend_cuda_buffer_type_alloc_buffer"), fr("ggml_backend_alloc_ctx_tensors_from_buft"), fr("llama_kv_cache::llama_kv_cache(llama_model const&)")];
         assert_eq!(a.decide(&kv).category, Category::KvCache);
         let w = [fr("ggml_backend_alloc_ctx_tensors_from_buft"), fr("llama_model::load_tensors(llama_model_loader&)")];
@@ -121,7 +160,7 @@ mod tests {
 
     #[test]
     fn a_python_frame_that_decides_wins_over_the_framework_cache() {
-        let a = Attributor::new(None);
+        let mut a = Attributor::new(None);
         let d = a.decide(&[c10(), pyf("GPUModelRunner.load_model", RUNNER, true)]);
         assert_eq!((d.category, d.rule.as_str()), (Category::Weights, "builtin:vllm.load_model"));
         // No Python frame decides: the caching allocator's generic answer.
@@ -131,7 +170,7 @@ mod tests {
 
     #[test]
     fn a_graph_capture_owns_the_forwards_run_inside_it() {
-        let a = Attributor::new(None);
+        let mut a = Attributor::new(None);
         let stack = [c10(), pyf("GPUModelRunner._dummy_run", RUNNER, true), pyf("GPUModelRunner.capture_model", RUNNER, true)];
         assert_eq!(a.decide(&stack).category, Category::CudaGraphs);
         assert_eq!(a.decide(&stack[..2]).category, Category::Compute, "without the capture, the dummy run is compute");
@@ -139,7 +178,7 @@ mod tests {
 
     #[test]
     fn python_3_10_names_match_only_in_the_rule_file() {
-        let a = Attributor::new(None);
+        let mut a = Attributor::new(None);
         assert_eq!(a.decide(&[c10(), pyf("GPUModelRunner.load_model", RUNNER, false)]).category, Category::Weights);
         let elsewhere = pyf("Other.load_model", "/home/me/app.py", false);
         assert_eq!(a.decide(&[c10(), elsewhere]).category, Category::FrameworkCache);
@@ -150,7 +189,7 @@ mod tests {
     #[test]
     fn user_rules_match_python_frames_by_name_and_file() {
         let user = Rules::from_toml_str("[[rule]]\npattern = \"Trainer.build\"\nfile = \"*/proj/train.py\"\ncategory = \"kv_cache\"\n").unwrap();
-        let a = Attributor::new(Some(&user));
+        let mut a = Attributor::new(Some(&user));
         let d = a.decide(&[c10(), pyf("Trainer.build", "/home/me/proj/train.py", true), pyf("GPUModelRunner.capture_model", RUNNER, true)]);
         assert_eq!((d.category, d.rule.as_str()), (Category::KvCache, "user:Trainer.build"), "user rules come before every built-in");
         assert_eq!(a.decide(&[c10(), pyf("Trainer.build", "/home/me/other/train.py", true)]).category, Category::FrameworkCache);

@@ -151,12 +151,12 @@ impl Rule {
         true
     }
 
-    fn matches_at(&self, frames: &[Frame], i: usize) -> bool {
-        self.frame_matches(&frames[i])
-            && match &self.within {
-                None => true,
-                Some(w) => frames[i + 1..].iter().any(|f| f.names().any(|n| w.matches(n))),
-            }
+    /// Whether the rule's `within`, if any, holds outward of frame `i`.
+    fn within_holds(&self, frames: &[Frame], i: usize) -> bool {
+        match &self.within {
+            None => true,
+            Some(w) => frames[i + 1..].iter().any(|f| f.names().any(|n| w.matches(n))),
+        }
     }
 }
 
@@ -226,19 +226,25 @@ impl Rules {
 
     /// The first match over `frames` (innermost first): (rule index, frame index).
     pub fn find(&self, frames: &[Frame]) -> Option<(usize, usize)> {
-        self.find_in(frames, |_| true)
+        let hits: Vec<Vec<u32>> = frames.iter().map(|f| self.hits(f)).collect();
+        self.first(frames, &hits.iter().map(Vec::as_slice).collect::<Vec<_>>(), |_| true)
     }
 
-    /// [`Rules::find`] among the rules of one tier.
-    pub fn find_tier(&self, frames: &[Frame], tier: Tier) -> Option<(usize, usize)> {
-        self.find_in(frames, |r| r.tier == tier)
+    /// The rules (indices, in order) that frame `f` matches by itself, before any `within`:
+    /// what depends on the frame alone, so a caller may keep it per distinct frame.
+    pub(crate) fn hits(&self, f: &Frame) -> Vec<u32> {
+        (0..self.rules.len() as u32).filter(|&ri| self.rules[ri as usize].frame_matches(f)).collect()
     }
 
-    fn find_in(&self, frames: &[Frame], keep: impl Fn(&Rule) -> bool) -> Option<(usize, usize)> {
-        for i in 0..frames.len() {
-            for (ri, r) in self.rules.iter().enumerate() {
-                if keep(r) && r.matches_at(frames, i) {
-                    return Some((ri, i));
+    /// The first match over `frames` (innermost first) among the rules `keep` accepts, given
+    /// `hits[i]`, the rules frame `i` matches by itself ([`Rules::hits`]): (rule index, frame
+    /// index). For each frame, rules are tried in order.
+    pub(crate) fn first(&self, frames: &[Frame], hits: &[&[u32]], keep: impl Fn(&Rule) -> bool) -> Option<(usize, usize)> {
+        for (i, frame_hits) in hits.iter().enumerate() {
+            for &ri in frame_hits.iter() {
+                let r = &self.rules[ri as usize];
+                if keep(r) && r.within_holds(frames, i) {
+                    return Some((ri as usize, i));
                 }
             }
         }

@@ -64,7 +64,8 @@ fn classify(e: ureq::Error) -> HttpError {
 /// `http://host:port` from what the user typed: no trailing slash, no `/v1` (paths add it).
 pub fn normalize_url(url: &str) -> Result<String, String> {
     let u = url.trim().trim_end_matches('/');
-    let u = u.strip_suffix("/v1").unwrap_or(u);
+    // `http://host//v1` too: a slash left before the `/v1` would double the paths' slashes.
+    let u = u.strip_suffix("/v1").unwrap_or(u).trim_end_matches('/');
     if u.starts_with("https://") {
         return Err(format!("--url {url}: https is not supported (sweep talks plain HTTP to a local server)"));
     }
@@ -147,6 +148,7 @@ mod tests {
     #[test]
     fn urls_and_error_bodies() {
         assert_eq!(normalize_url("http://127.0.0.1:11434/v1/").unwrap(), "http://127.0.0.1:11434");
+        assert_eq!(normalize_url("http://127.0.0.1:8080//v1").unwrap(), "http://127.0.0.1:8080");
         assert!(normalize_url("https://x").unwrap_err().contains("https"));
         assert!(normalize_url("localhost:8080").is_err());
         assert_eq!(error_message(r#"{"error":{"code":500,"message":"CUDA error: out of memory"}}"#), "CUDA error: out of memory");
