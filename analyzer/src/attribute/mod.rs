@@ -63,7 +63,9 @@ pub struct Attributor {
     /// Per distinct frame (all but its address and line), the rules it matches by itself. Deep
     /// stacks share most of their frames, and every rule costs a string match per frame name:
     /// without this, thousands of 60-frame Python stacks cost seconds.
-    seen: HashMap<FrameKey, Hits>,
+    seen: HashMap<FrameKey, usize>,
+    /// Indexed by `seen`'s values.
+    hits: Vec<Hits>,
 }
 
 /// What a rule can look at in a frame.
@@ -92,19 +94,21 @@ struct Hits {
 
 impl Attributor {
     pub fn new(user: Option<&Rules>) -> Attributor {
-        Attributor { user: user.cloned().unwrap_or_default(), builtin: Rules::builtin(), seen: HashMap::new() }
+        Attributor { user: user.cloned().unwrap_or_default(), builtin: Rules::builtin(), seen: HashMap::new(), hits: Vec::new() }
     }
 
     /// Decides the category of an allocation from its stack (innermost first).
     pub fn decide(&mut self, frames: &[Frame]) -> Decision {
-        for f in frames {
-            let key = FrameKey::of(f);
-            if !self.seen.contains_key(&key) {
-                let hits = Hits { user: self.user.hits(f), builtin: self.builtin.hits(f) };
-                self.seen.insert(key, hits);
-            }
-        }
-        let hits: Vec<&Hits> = frames.iter().map(|f| &self.seen[&FrameKey::of(f)]).collect();
+        let at: Vec<usize> = frames
+            .iter()
+            .map(|f| {
+                *self.seen.entry(FrameKey::of(f)).or_insert_with(|| {
+                    self.hits.push(Hits { user: self.user.hits(f), builtin: self.builtin.hits(f) });
+                    self.hits.len() - 1
+                })
+            })
+            .collect();
+        let hits: Vec<&Hits> = at.iter().map(|&i| &self.hits[i]).collect();
         let user: Vec<&[u32]> = hits.iter().map(|h| h.user.as_slice()).collect();
         let builtin: Vec<&[u32]> = hits.iter().map(|h| h.builtin.as_slice()).collect();
         let found = self.user.first(frames, &user, |_| true).map(|m| (&self.user, m, RuleSource::User)).or_else(|| {
