@@ -25,6 +25,7 @@ pub mod pyframes;
 pub mod pyline;
 pub mod report;
 mod report_io;
+mod snapshot;
 pub mod stream;
 pub mod summary;
 pub mod symbolize;

@@ -4,7 +4,7 @@
 
 use super::{Engine, ALL, HOST};
 use crate::attribute::Category;
-use crate::live::{LiveDevice, LiveOom, LivePeak, LiveProcess, LiveSite, ProcessState, Snapshot};
+use crate::snapshot::{LiveDevice, LiveOom, LivePeak, LiveProcess, LiveSite, ProcessState, Snapshot};
 use crate::load::Loaded;
 use crate::report::Categories;
 use crate::Options;
