@@ -64,3 +64,21 @@ pub mod marks {
     pub const BFC: RGBColor = RGBColor(0x7B, 0x32, 0x94);
     pub const TOTAL: RGBColor = RGBColor(0x20, 0x20, 0x20);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stacking_order_has_every_device_category_once_and_distinct_colours() {
+        let mut want: Vec<Category> = Category::ALL.into_iter().filter(|&c| c != Category::HostPinned).collect();
+        let mut got = VRAM_CATEGORIES.to_vec();
+        want.sort_by_key(|c| c.name());
+        got.sort_by_key(|c| c.name());
+        assert_eq!(got, want, "a new category needs its place in the stacking order");
+        let mut colours: Vec<String> = Category::ALL.iter().map(|&c| category_hex(c)).collect();
+        colours.sort();
+        colours.dedup();
+        assert_eq!(colours.len(), Category::ALL.len(), "every category its own colour");
+    }
+}
