@@ -21,7 +21,7 @@ use crate::modules;
 use crate::sync::{Lock, LockGuard};
 use crate::sys::{self, now_ns};
 use crate::tracefile::{self, Appended, TraceFile};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use vramtrace_trace::record::{DeviceRec, InfoRec, LostRec, MarkerRec, ModuleRec, RecordKind, StackRec};
@@ -41,7 +41,9 @@ struct Config {
 /// One trace file and what it already holds.
 struct Session {
     file: TraceFile,
-    stacks: HashMap<Box<[u64]>, u32>,
+    /// Stack ids by their frames. Fx, not SipHash: looked up at every event with up to 128
+    /// return addresses of this process as the key, nothing an outsider chooses.
+    stacks: FxHashMap<Box<[u64]>, u32>,
     /// Extents of the modules already described in the file.
     modules: Vec<(u64, u64)>,
     /// The Lost totals last written, and their sum.
@@ -435,7 +437,7 @@ fn open(cfg: &Config) -> Result<Box<Session>, String> {
     let host = host.trim_ascii_end();
     // The first chunk has room for it: it cannot be Full.
     file.append(RecordKind::Info, &info, &[], &[exe.as_bytes(), &cmd, env!("CARGO_PKG_VERSION").as_bytes(), host]);
-    Ok(Box::new(Session { file, stacks: HashMap::new(), modules: Vec::new(), lost_written: (0, 0), lost_any: 0, ended: false, py: Default::default() }))
+    Ok(Box::new(Session { file, stacks: FxHashMap::default(), modules: Vec::new(), lost_written: (0, 0), lost_any: 0, ended: false, py: Default::default() }))
 }
 
 impl Session {
