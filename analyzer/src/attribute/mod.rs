@@ -108,9 +108,8 @@ impl Attributor {
                 })
             })
             .collect();
-        let hits: Vec<&Hits> = at.iter().map(|&i| &self.hits[i]).collect();
-        let user: Vec<&[u32]> = hits.iter().map(|h| h.user.as_slice()).collect();
-        let builtin: Vec<&[u32]> = hits.iter().map(|h| h.builtin.as_slice()).collect();
+        let user: Vec<&[u32]> = at.iter().map(|&i| self.hits[i].user.as_slice()).collect();
+        let builtin: Vec<&[u32]> = at.iter().map(|&i| self.hits[i].builtin.as_slice()).collect();
         let found = self.user.first(frames, &user, |_| true).map(|m| (&self.user, m, RuleSource::User)).or_else(|| {
             [Tier::Scope, Tier::Site, Tier::Generic].into_iter().find_map(|t| self.builtin.first(frames, &builtin, |r| r.tier == t).map(|m| (&self.builtin, m, RuleSource::Builtin)))
         });

@@ -224,12 +224,6 @@ impl Rules {
         })
     }
 
-    /// The first match over `frames` (innermost first): (rule index, frame index).
-    pub fn find(&self, frames: &[Frame]) -> Option<(usize, usize)> {
-        let hits: Vec<Vec<u32>> = frames.iter().map(|f| self.hits(f)).collect();
-        self.first(frames, &hits.iter().map(Vec::as_slice).collect::<Vec<_>>(), |_| true)
-    }
-
     /// The rules (indices, in order) that frame `f` matches by itself, before any `within`:
     /// what depends on the frame alone, so a caller may keep it per distinct frame.
     pub(crate) fn hits(&self, f: &Frame) -> Vec<u32> {
